@@ -1,0 +1,59 @@
+# Go-Stream. `make up` runs the platform locally; `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Debian packages the tests need beyond the base machine (Java and Maven are checked too).
+APT_PACKAGES := chromium
+# Settings `make up` passes through to the stack (see README, Configuration).
+export EXCHANGE SIM_RATE SYMBOLS OKX_WS_URL OKX_REST_URL OKX_CHANNEL KAFKA_TOPIC KAFKA_DLQ_TOPIC
+
+.PHONY: help venv jars deps up down status logs test test-fast clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP) ## create .venv with the package and test tools
+
+jars: $(STAMP) ## fetch Kafka and QuestDB from Maven Central into .cache (once)
+	$(PY) -m stack jars
+
+deps: ## install missing system packages (Java, Maven, Chromium) with apt-get
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "run as root, or: sudo apt-get install -y$$missing"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	fi
+
+up: $(STAMP) ## start Kafka, QuestDB and the services in the background (EXCHANGE=sim: offline exchange)
+	$(PY) -m stack up
+
+down: ## stop the local stack, keeping its data
+	@if [ -x $(PY) ]; then $(PY) -m stack down; else echo "nothing to stop"; fi
+
+status: ## show what runs, readiness and restarts
+	@$(PY) -m stack status
+
+logs: ## tail the logs (C=<component>, F=1 to follow)
+	@$(PY) -m stack logs $(C) $(if $(F),-f)
+
+-include mk/*.mk
+
+test: deps venv jars $(TEST_PREREQS) ## run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean: ## remove test output (keeps caches and stack data)
+	rm -rf test-artifacts .pytest_cache

@@ -1,0 +1,1 @@
+"""What all four services share: settings, the trade record, health/metrics, logging."""

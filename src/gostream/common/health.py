@@ -1,0 +1,91 @@
+"""/healthz, /readyz and /metrics, as one WSGI app every service serves.
+
+Readiness is a function returning the list of current problems: empty means ready.
+Producer and consumer serve the app on their own port with ``serve``; api and
+frontend mount the same app inside their Flask servers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
+
+Problems = Callable[[], list[str]]
+HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
+
+log = logging.getLogger(__name__)
+
+
+def _json(start_response, status: str, body: dict) -> Iterable[bytes]:
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def health_app(problems: Problems, registry: CollectorRegistry = REGISTRY):
+    metrics = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            return _json(start_response, "200 OK", {"alive": True})
+        if path == "/readyz":
+            try:
+                found = problems()
+            except Exception as exc:  # a readiness check must never crash the server
+                found = [f"readiness check failed: {exc}"]
+            if found:
+                return _json(start_response, "503 Service Unavailable", {"ready": False, "problems": found})
+            return _json(start_response, "200 OK", {"ready": True})
+        if path == "/metrics":
+            return metrics(environ, start_response)
+        return _json(start_response, "404 Not Found", {"error": f"no such path {path}"})
+
+    return app
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # probes every few seconds would flood the log
+        pass
+
+
+class HealthServer:
+    """The health app on its own port, in a daemon thread."""
+
+    def __init__(self, port: int, problems: Problems, host: str = "0.0.0.0") -> None:
+        self._server = make_server(
+            host, port, health_app(problems), server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        log.info("health and metrics listening", extra={"port": self.port})
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def kafka_connected(client) -> bool:
+    """True while a kafka-python producer or consumer holds a broker connection.
+
+    (kafka-python's ``bootstrap_connected()`` only reports an ongoing bootstrap.)
+    """
+    for group, values in client.metrics().items():
+        if group in ("producer-metrics", "consumer-metrics"):
+            return values.get("connection-count", 0) > 0
+    return False

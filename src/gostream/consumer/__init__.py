@@ -1,0 +1,1 @@
+"""Kafka -> QuestDB, offsets committed only after QuestDB acknowledged."""

@@ -1,0 +1,109 @@
+"""python -m gostream.consumer: settings -> run loop -> health/metrics."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+
+from gostream.common.health import HealthServer
+from gostream.common.logs import setup_logging
+from gostream.common.settings import SettingsError, load
+from gostream.consumer.ingest import DeadLetters, Ingest
+from gostream.consumer.schema import ensure_schema
+from gostream.consumer.settings import ConsumerSettings
+from gostream.consumer.sink import QuestDBSink, sender_conf
+
+log = logging.getLogger("gostream.consumer")
+
+
+def _retry(what: str, action, stop_flag: list[bool]):
+    """Start-up dependencies may come up after us: retry with backoff until they do."""
+    delay = 1.0
+    while not stop_flag[0]:
+        try:
+            return action()
+        except Exception as exc:
+            log.warning(f"{what} not ready, retrying", extra={"error": str(exc)[:300], "retry_in_s": delay})
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    raise SystemExit(0)
+
+
+def main() -> int:
+    try:
+        settings = load(ConsumerSettings)
+    except SettingsError as exc:
+        print(f"gostream.consumer: bad setting: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("consumer", settings.log_level)
+
+    ingest: Ingest | None = None
+    starting = ["starting"]
+    stop_flag = [False]
+
+    def problems() -> list[str]:
+        return ingest.problems() if ingest else [f"consumer: {starting[0]}"]
+
+    def on_signal(signum, _frame):
+        stop_flag[0] = True
+        if ingest:
+            ingest.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    health = HealthServer(settings.health_port, problems).start()
+
+    questdb_url = f"http://{settings.questdb_host}:{settings.questdb_http_port}"
+    starting[0] = "creating the QuestDB schema"
+    _retry("questdb", lambda: ensure_schema(questdb_url), stop_flag)
+    starting[0] = "connecting to QuestDB"
+    sink = _retry(
+        "questdb",
+        lambda: QuestDBSink(
+            sender_conf(settings.questdb_host, settings.questdb_http_port, settings.questdb_retry_timeout_s)
+        ),
+        stop_flag,
+    )
+    starting[0] = "connecting to Kafka"
+    servers = settings.kafka_bootstrap_servers.split(",")
+    dlq_producer = _retry(
+        "kafka", lambda: KafkaProducer(bootstrap_servers=servers, client_id="gostream-consumer-dlq"), stop_flag
+    )
+    consumer = _retry(
+        "kafka",
+        lambda: KafkaConsumer(
+            bootstrap_servers=servers,
+            group_id=settings.kafka_group_id,
+            client_id="gostream-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.batch_max_records,
+        ),
+        stop_flag,
+    )
+    ingest = Ingest(settings, consumer, sink, DeadLetters(dlq_producer, settings.kafka_dlq_topic))
+    consumer.subscribe([settings.kafka_topic], listener=ingest)
+    if stop_flag[0]:
+        ingest.stopping.set()
+    log.info("consumer started", extra={"topic": settings.kafka_topic, "group": settings.kafka_group_id})
+    try:
+        ingest.run()
+    except KafkaError as exc:
+        log.error("kafka failed", extra={"error": str(exc)})
+        return 1
+    finally:
+        consumer.close(autocommit=False)
+        dlq_producer.close(timeout=10)
+        sink.close()
+        health.stop()
+        log.info("consumer stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The checkpoint loop: poll -> decode -> buffer -> flush to QuestDB -> commit Kafka.
+
+Offsets are committed only after QuestDB acknowledged every row read before them, and
+after the dead-letter producer acknowledged every bad record. If a flush fails, the
+partitions are rewound to the first uncommitted offset and the rows dropped: they will
+be read again, and QuestDB's DEDUP makes the second write of any row that did land a
+no-op. Memory stays bounded by one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+
+from gostream.common.health import kafka_connected
+from gostream.common.trade import RecordError, decode
+from gostream.consumer import metrics
+from gostream.consumer.settings import ConsumerSettings
+from gostream.consumer.sink import QuestDBSink
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetters:
+    """Bad records, byte for byte, to the DLQ topic with the reason in headers."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+        self.pending = 0
+
+    def send(self, record, error: RecordError) -> None:
+        headers = [
+            ("error.reason", error.reason.encode()),
+            ("error.detail", error.detail[:500].encode()),
+            ("source.topic", record.topic.encode()),
+            ("source.partition", str(record.partition).encode()),
+            ("source.offset", str(record.offset).encode()),
+        ]
+        self._producer.send(self.topic, key=record.key, value=record.value, headers=headers)
+        metrics.DLQ_RECORDS.labels(error.reason).inc()
+        self.pending += 1
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        if self.pending:
+            self._producer.flush(timeout=timeout_s)
+            self.pending = 0
+
+
+class Ingest(ConsumerRebalanceListener):
+    def __init__(
+        self, settings: ConsumerSettings, consumer: KafkaConsumer, sink: QuestDBSink, dead_letters: DeadLetters
+    ) -> None:
+        self.settings = settings
+        self.consumer = consumer
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.stopping = threading.Event()
+        # First offset read since the last commit, per partition: where to rewind to.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._batch_started = 0.0
+        self._failing_since = 0.0
+        self._last_error = ""
+
+    def problems(self) -> list[str]:
+        found = []
+        if not kafka_connected(self.consumer):
+            found.append("kafka: not connected")
+        if self._failing_since:
+            found.append(f"questdb: writes failing for {time.monotonic() - self._failing_since:.0f} s ({self._last_error})")
+        return found
+
+    def run(self) -> None:
+        delay = 1.0
+        while not self.stopping.is_set():
+            self._poll_once()
+            if self._due():
+                if self.checkpoint():
+                    delay = 1.0
+                else:
+                    self.stopping.wait(delay)  # QuestDB is down: back off, don't spin
+                    delay = min(delay * 2, self.settings.retry_max_delay_s)
+        self.checkpoint()
+
+    def _poll_once(self) -> None:
+        batch = self.consumer.poll(
+            timeout_ms=int(self.settings.flush_interval_s * 1000), max_records=self.settings.batch_max_records
+        )
+        for partition, records in batch.items():
+            if not records:
+                continue
+            if not self._uncommitted:
+                self._batch_started = time.monotonic()
+            self._uncommitted.setdefault(partition, records[0].offset)
+            metrics.RECORDS_CONSUMED.inc(len(records))
+            for record in records:
+                try:
+                    self.sink.add(decode(record.value))
+                except RecordError as error:
+                    self.dead_letters.send(record, error)
+
+    def _due(self) -> bool:
+        if not self._uncommitted:
+            return False
+        full = self.sink.rows >= self.settings.batch_max_records
+        return full or time.monotonic() - self._batch_started >= self.settings.flush_interval_s
+
+    def checkpoint(self) -> bool:
+        """Flush QuestDB and the DLQ, then commit. False (and rewound) on failure."""
+        if not self._uncommitted:
+            return True
+        try:
+            self.sink.flush()
+            self.dead_letters.flush()
+        except Exception as exc:
+            metrics.FLUSH_ERRORS.inc()
+            metrics.HEALTHY.set(0)
+            self._failing_since = self._failing_since or time.monotonic()
+            self._last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.error("flush failed, rewinding to last commit", extra={"error": self._last_error})
+            self._rewind()
+            return False
+        self._failing_since = 0.0
+        metrics.HEALTHY.set(1)
+        try:
+            self.consumer.commit()
+        except Exception as exc:
+            # The rows are in QuestDB; re-reading them after a restart is harmless (DEDUP).
+            metrics.COMMIT_ERRORS.inc()
+            log.warning("offset commit failed", extra={"error": str(exc)})
+        self._uncommitted.clear()
+        return True
+
+    def _rewind(self) -> None:
+        self.sink.discard()
+        self.dead_letters.pending = 0
+        for partition, offset in self._uncommitted.items():
+            if partition in self.consumer.assignment():
+                self.consumer.seek(partition, offset)
+        self._uncommitted.clear()
+
+    # ConsumerRebalanceListener: hand partitions over only with their work committed.
+    def on_partitions_revoked(self, revoked) -> None:
+        if not self.checkpoint():
+            log.warning("partitions revoked with an unflushed batch; the next owner re-reads it")
+
+    def on_partitions_assigned(self, assigned) -> None:
+        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})

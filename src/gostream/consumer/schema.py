@@ -1,0 +1,53 @@
+"""The QuestDB schema, created idempotently at start-up over QuestDB's HTTP /exec."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+TRADES_TABLE = "trades"
+
+# WAL + DEDUP: a trade re-sent after a reconnect, re-read after a crash before a
+# commit, or backfilled twice lands on the same key and replaces itself.
+# The trade id is part of the key because distinct trades share milliseconds.
+CREATE_TRADES = f"""
+CREATE TABLE IF NOT EXISTS {TRADES_TABLE} (
+    symbol SYMBOL CAPACITY 1024 CACHE,
+    side SYMBOL CAPACITY 4 CACHE,
+    trade_id LONG,
+    price DOUBLE,
+    size DOUBLE,
+    fills INT,
+    received_at TIMESTAMP,
+    timestamp TIMESTAMP
+) TIMESTAMP(timestamp) PARTITION BY DAY WAL
+DEDUP UPSERT KEYS(timestamp, symbol, trade_id)
+""".strip()
+
+STATEMENTS: tuple[str, ...] = (CREATE_TRADES,)
+
+
+class SchemaError(RuntimeError):
+    pass
+
+
+def execute(base_url: str, sql: str, timeout_s: float = 10.0) -> dict:
+    """Run one statement through /exec; raise SchemaError with QuestDB's message."""
+    url = f"{base_url.rstrip('/')}/exec?" + urllib.parse.urlencode({"query": sql})
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        try:
+            message = json.loads(body).get("error", body)
+        except ValueError:
+            message = body
+        raise SchemaError(f"QuestDB refused {sql.split('(')[0].strip()!r}: {message}") from None
+
+
+def ensure_schema(base_url: str) -> None:
+    for sql in STATEMENTS:
+        execute(base_url, sql)

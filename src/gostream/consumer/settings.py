@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gostream.common.settings import KafkaSettings, QuestDBSettings, require_positive
+
+
+@dataclass(frozen=True)
+class ConsumerSettings(KafkaSettings, QuestDBSettings):
+    kafka_group_id: str = "gostream-consumer"
+    health_port: int = 9102
+    log_level: str = "INFO"
+    # A batch is flushed to QuestDB (one transaction) and committed to Kafka when it
+    # holds this many records, or when its oldest record has waited this long.
+    batch_max_records: int = 5000
+    flush_interval_s: float = 0.2
+    # How long the questdb client itself retries a failed flush before we rewind.
+    questdb_retry_timeout_s: float = 5.0
+    retry_max_delay_s: float = 30.0
+
+    def check(self) -> None:
+        require_positive(self, "batch_max_records", "flush_interval_s", "retry_max_delay_s")

@@ -1,0 +1,1 @@
+"""OKX WebSocket trades -> Kafka."""

@@ -1,0 +1,127 @@
+"""The OKX WebSocket session: connect, subscribe, keep alive, reconnect.
+
+Reconnecting is the websockets library's ``async for ws in connect(...)`` iterator,
+which retries failed connection attempts with exponential backoff and jitter. A session
+that ends (server close, missed pong, upgrade notice) just continues the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+
+from websockets.asyncio.client import connect
+from websockets.client import backoff
+from websockets.exceptions import ConnectionClosed
+
+from gostream.common.trade import Trade
+from gostream.producer import metrics, okx
+from gostream.producer.settings import ProducerSettings
+
+log = logging.getLogger(__name__)
+
+
+class Reconnect(Exception):
+    """End this session and open a new connection."""
+
+
+class Feed:
+    """One WebSocket session at a time; hands every parsed trade to ``on_trade``."""
+
+    def __init__(self, settings: ProducerSettings, on_trade: Callable[[Trade], object]) -> None:
+        self.settings = settings
+        self.on_trade = on_trade
+        self.subscribed: set[str] = set()
+        self.sessions = 0
+        self._delays = partial(
+            backoff,
+            initial_delay=settings.reconnect_initial_delay_s,
+            min_delay=settings.reconnect_min_delay_s,
+            max_delay=settings.reconnect_max_delay_s,
+        )
+
+    @property
+    def live(self) -> bool:
+        return self.subscribed >= set(self.settings.symbols)
+
+    def problems(self) -> list[str]:
+        if self.sessions == 0:
+            return ["okx: never connected"]
+        missing = sorted(set(self.settings.symbols) - self.subscribed)
+        return [f"okx: not subscribed to {', '.join(missing)}"] if missing else []
+
+    async def run(self) -> None:
+        s = self.settings
+        quick_failures = self._delays()
+        async for ws in connect(
+            s.okx_ws_url,
+            ping_interval=None,  # OKX wants a text "ping", sent below
+            open_timeout=10,
+            close_timeout=2,
+            max_size=2**22,
+            reconnect_delays=self._delays,
+        ):
+            started = time.monotonic()
+            self.sessions += 1
+            if self.sessions > 1:
+                metrics.RECONNECTS.inc()
+            log.info("okx connected", extra={"url": s.okx_ws_url, "session": self.sessions})
+            try:
+                await ws.send(okx.subscribe_request(s.okx_channel, s.symbols))
+                await self._session(ws)
+            except (ConnectionClosed, Reconnect, TimeoutError) as exc:
+                log.warning("okx session ended", extra={"reason": f"{type(exc).__name__}: {exc}"})
+            finally:
+                self.subscribed.clear()
+                metrics.WS_CONNECTED.set(0)
+                await ws.close()
+            # The iterator only backs off when connecting fails; a server that accepts
+            # and drops at once would otherwise be hammered (OKX allows 3 connects/s).
+            if time.monotonic() - started < 5:
+                await asyncio.sleep(next(quick_failures))
+            else:
+                quick_failures = self._delays()
+
+    async def _session(self, ws) -> None:
+        s = self.settings
+        while True:
+            try:
+                message = await asyncio.wait_for(ws.recv(), timeout=s.ping_interval_s)
+            except TimeoutError:
+                await ws.send("ping")
+                try:
+                    message = await asyncio.wait_for(ws.recv(), timeout=s.pong_timeout_s)
+                except TimeoutError:
+                    raise Reconnect(f"no answer to ping within {s.pong_timeout_s} s") from None
+            self._handle(okx.parse_frame(message, time.time_ns() // 1000))
+
+    def _handle(self, frame: okx.Frame) -> None:
+        match frame:
+            case okx.Trades(trades=trades, rejected=rejected):
+                for reason in rejected:
+                    metrics.FRAMES_REJECTED.labels(reason).inc()
+                    log.warning("okx trade item rejected", extra={"reason": reason})
+                for trade in trades:
+                    metrics.TRADES_RECEIVED.labels(trade.symbol).inc()
+                    metrics.LAST_TRADE_TIME.labels(trade.symbol).set(trade.ts_ms / 1000)
+                    self.on_trade(trade)
+            case okx.Subscribed(symbol=symbol):
+                self.subscribed.add(symbol)
+                if self.live:
+                    metrics.WS_CONNECTED.set(1)
+                    log.info("okx subscribed", extra={"symbols": sorted(self.subscribed)})
+            case okx.Pong() | okx.OtherEvent():
+                pass
+            case okx.Notice(code=okx.UPGRADE_NOTICE, message=message):
+                raise Reconnect(f"service upgrade notice: {message}")
+            case okx.Notice(code=code, message=message):
+                log.info("okx notice", extra={"code": code, "msg": message})
+            case okx.ExchangeError(code=code, message=message):
+                metrics.EXCHANGE_ERRORS.labels(code).inc()
+                log.error("okx error event", extra={"code": code, "msg": message})
+            case okx.Rejected(reason=reason, detail=detail):
+                metrics.FRAMES_REJECTED.labels(reason).inc()
+                log.warning("okx frame rejected", extra={"reason": reason, "detail": detail})

@@ -1,0 +1,103 @@
+"""Trades -> Kafka, off the event loop.
+
+The WebSocket loop must never block on Kafka (a stalled loop misses pings and gets
+disconnected), so trades go through a bounded queue to one thread that owns the
+kafka-python producer. When the queue is full the trade is dropped and counted; the
+WebSocket keeps flowing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from kafka import KafkaProducer
+
+from gostream.common.health import kafka_connected
+from gostream.common.trade import Trade, encode
+from gostream.producer import metrics
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class Publisher:
+    def __init__(self, bootstrap_servers: str, topic: str, buffer_max: int, **producer_config) -> None:
+        self.topic = topic
+        self._queue: queue.Queue = queue.Queue(maxsize=buffer_max)
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap_servers.split(","),
+            # Idempotent with acks=all (kafka-python 3 defaults, spelled out because the
+            # no-loss promise depends on them).
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            compression_type=None,
+            client_id="gostream-producer",
+            **producer_config,
+        )
+        self._last_error_at = 0.0
+        self._last_error = ""
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    def start(self) -> Publisher:
+        self._thread.start()
+        return self
+
+    def offer(self, trade: Trade) -> bool:
+        """Queue a trade for Kafka without blocking; False if it had to be dropped."""
+        try:
+            self._queue.put_nowait(trade)
+        except queue.Full:
+            metrics.TRADES_DROPPED.inc()
+            return False
+        metrics.BUFFERED.set(self._queue.qsize())
+        return True
+
+    def _run(self) -> None:
+        while True:
+            trade = self._queue.get()
+            if trade is _STOP:
+                return
+            try:
+                future = self._producer.send(self.topic, key=trade.symbol.encode(), value=encode(trade))
+            except Exception as exc:  # buffer exhausted or metadata timeout: Kafka is down
+                self._record_error(exc)
+                metrics.TRADES_DROPPED.inc()
+                continue
+            future.add_callback(self._on_sent)
+            future.add_errback(self._record_error)
+            metrics.BUFFERED.set(self._queue.qsize())
+
+    def _on_sent(self, _metadata) -> None:
+        metrics.TRADES_PUBLISHED.inc()
+
+    def _record_error(self, exc: BaseException) -> None:
+        metrics.PUBLISH_ERRORS.inc()
+        self._last_error_at = time.monotonic()
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("kafka publish failed", extra={"error": self._last_error})
+
+    def problems(self, error_window_s: float = 30.0) -> list[str]:
+        found = []
+        if not kafka_connected(self._producer):
+            found.append("kafka: not connected")
+        if self._last_error_at and time.monotonic() - self._last_error_at < error_window_s:
+            found.append(f"kafka: publish failed recently ({self._last_error})")
+        if self._queue.full():
+            found.append("publish buffer full")
+        return found
+
+    def close(self, timeout_s: float) -> None:
+        """Hand over everything queued, wait for Kafka's acks, then close."""
+        deadline = time.monotonic() + timeout_s
+        self._queue.put(_STOP)
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            self._producer.flush(timeout=max(0.1, deadline - time.monotonic()))
+        except Exception as exc:
+            log.error("kafka flush on shutdown failed", extra={"error": str(exc)})
+        self._producer.close(timeout=max(0.1, deadline - time.monotonic()))

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gostream.common.settings import KafkaSettings, SettingsError, require_positive
+from gostream.producer.okx import CHANNELS
+
+
+@dataclass(frozen=True)
+class ProducerSettings(KafkaSettings):
+    okx_ws_url: str = "wss://ws.okx.com:8443/ws/v5/business"
+    okx_rest_url: str = "https://www.okx.com"
+    # trades-all (business endpoint): one trade per push; trades (public endpoint):
+    # one push per taker order, fills aggregated, with a count.
+    okx_channel: str = "trades-all"
+    symbols: tuple[str, ...] = ("BTC-USDT",)
+    health_port: int = 9101
+    log_level: str = "INFO"
+    # OKX closes a connection after 30 s without traffic: ping well before that.
+    ping_interval_s: float = 20.0
+    pong_timeout_s: float = 10.0
+    # First reconnect waits a random 0..initial s, then min, min*1.6, ... up to max.
+    reconnect_initial_delay_s: float = 1.0
+    reconnect_min_delay_s: float = 1.0
+    reconnect_max_delay_s: float = 30.0
+    # Trades held while Kafka is slow or down; beyond this they are dropped and counted.
+    buffer_max_trades: int = 100_000
+    shutdown_flush_timeout_s: float = 10.0
+
+    def check(self) -> None:
+        if self.okx_channel not in CHANNELS:
+            raise SettingsError(f"OKX_CHANNEL={self.okx_channel!r}: expected one of {', '.join(CHANNELS)}")
+        if not self.okx_ws_url.startswith(("ws://", "wss://")):
+            raise SettingsError(f"OKX_WS_URL={self.okx_ws_url!r}: expected a ws:// or wss:// URL")
+        require_positive(
+            self,
+            "ping_interval_s",
+            "pong_timeout_s",
+            "reconnect_min_delay_s",
+            "reconnect_max_delay_s",
+            "buffer_max_trades",
+        )
+        if self.ping_interval_s >= 30:
+            raise SettingsError("PING_INTERVAL_S must be under 30: OKX drops idle connections at 30 s")

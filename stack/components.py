@@ -1,0 +1,263 @@
+"""What each part of the stack is: its command, environment, data and readiness check."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache"
+JARS = CACHE / "jars"
+POM = ROOT / "stack" / "pom.xml"
+PYTHON = sys.executable
+
+KAFKA_HEAP = os.environ.get("GOSTREAM_KAFKA_HEAP", "-Xms256m -Xmx512m")
+QUESTDB_HEAP = os.environ.get("GOSTREAM_QUESTDB_HEAP", "-Xms128m -Xmx512m")
+
+
+class SetupError(RuntimeError):
+    """Something the machine lacks; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    questdb_http: int = 9000
+    questdb_pg: int = 8812
+    questdb_health: int = 9003
+    questdb_ilp_tcp: int = 9009
+    producer: int = 9101
+    consumer: int = 9102
+    api: int = 3000
+    frontend: int = 8080
+    exchange: int = 8443
+
+
+@dataclass
+class Spec:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    url: str
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = ROOT
+    prepare: Callable[[], None] | None = None
+    stop_timeout_s: float = 20.0
+
+
+# -- jars -------------------------------------------------------------------
+def _require(tool: str, hint: str) -> None:
+    if shutil.which(tool) is None:
+        raise SetupError(f"`{tool}` not found: {hint}")
+
+
+def ensure_jars() -> None:
+    """Fetch Kafka and QuestDB from Maven Central once; later calls download nothing."""
+    _require("java", "install Java 17+, e.g. `apt-get install -y openjdk-17-jre-headless`")
+    for group in ("kafka", "questdb"):
+        target = JARS / group
+        if target.is_dir() and any(target.glob("*.jar")):
+            continue
+        _require("mvn", "install Maven, e.g. `apt-get install -y maven`")
+        print(f"fetching {group} from Maven Central into {target} ...", flush=True)
+        subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(POM), "-P", group, "dependency:copy-dependencies",
+             f"-DoutputDirectory={target}.partial", "-DincludeScope=runtime"],
+            check=True,
+        )
+        os.replace(f"{target}.partial", target)
+
+
+# -- probes -----------------------------------------------------------------
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def kafka_ready(port: int) -> bool:
+    if not port_open(port):
+        return False
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", bootstrap_timeout_ms=3000)
+    except Exception:
+        return False
+    try:
+        return bool(admin.describe_cluster()["brokers"])
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
+# -- the JVM servers --------------------------------------------------------
+def kafka(data: Path, ports: Ports) -> Spec:
+    home = data / "kafka"
+    props = home / "server.properties"
+    classpath = f"{JARS / 'kafka'}/*"
+
+    def prepare() -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{ports.kafka_controller}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{ports.kafka},CONTROLLER://127.0.0.1:{ports.kafka_controller}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{ports.kafka}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={home / 'data'}",
+                    "num.partitions=1",
+                    "auto.create.topics.enable=false",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=3",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "",
+                ]
+            )
+        )
+        if not (home / "data" / "meta.properties").exists():
+            run = lambda *args: subprocess.run(  # noqa: E731
+                ["java", "-cp", classpath, "kafka.tools.StorageTool", *args],
+                check=True, capture_output=True, text=True,
+            )
+            cluster_id = run("random-uuid").stdout.strip().splitlines()[-1]
+            run("format", "-t", cluster_id, "-c", str(props), "--standalone")
+
+    return Spec(
+        name="kafka",
+        argv=["java", *KAFKA_HEAP.split(), "-XX:+UseG1GC",
+              f"-Dlog4j2.configurationFile={ROOT / 'stack' / 'kafka-log4j2.properties'}",
+              "-cp", classpath, "kafka.Kafka", str(props)],
+        ready=lambda: kafka_ready(ports.kafka),
+        url=f"127.0.0.1:{ports.kafka}",
+        prepare=prepare,
+        stop_timeout_s=30,
+    )
+
+
+def questdb(data: Path, ports: Ports) -> Spec:
+    home = data / "questdb"
+    jar = next(iter(sorted((JARS / "questdb").glob("questdb-*.jar"))), JARS / "questdb" / "questdb.jar")
+    env = {
+        "QDB_METRICS_ENABLED": "true",
+        "QDB_TELEMETRY_ENABLED": "false",
+        "QDB_HTTP_MIN_WORKER_COUNT": "1",
+        "QDB_SHARED_WORKER_COUNT": "2",
+        "QDB_HTTP_BIND_TO": f"127.0.0.1:{ports.questdb_http}",
+        "QDB_HTTP_MIN_NET_BIND_TO": f"127.0.0.1:{ports.questdb_health}",
+        "QDB_PG_NET_BIND_TO": f"127.0.0.1:{ports.questdb_pg}",
+        "QDB_LINE_TCP_NET_BIND_TO": f"127.0.0.1:{ports.questdb_ilp_tcp}",
+        "QDB_LINE_UDP_ENABLED": "false",
+    }
+    return Spec(
+        name="questdb",
+        argv=["java", *QUESTDB_HEAP.split(), "-p", str(jar), "-m", "io.questdb/io.questdb.ServerMain", "-d", str(home)],
+        env=env,
+        ready=lambda: http_ok(f"http://127.0.0.1:{ports.questdb_health}/status")
+        and http_ok(f"http://127.0.0.1:{ports.questdb_http}/exec?query=select%201"),
+        url=f"http://127.0.0.1:{ports.questdb_http} (console), pg 127.0.0.1:{ports.questdb_pg}, metrics :{ports.questdb_health}/metrics",
+        prepare=lambda: home.mkdir(parents=True, exist_ok=True),
+        stop_timeout_s=30,
+    )
+
+
+# -- topics -----------------------------------------------------------------
+def ensure_topics(port: int, topics: dict[str, int]) -> None:
+    """Create missing topics (name -> partitions); existing ones are left alone."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+    try:
+        missing = set(topics) - set(admin.list_topics())
+        if missing:
+            admin.create_topics([NewTopic(name, topics[name], 1) for name in sorted(missing)])
+    finally:
+        admin.close()
+
+
+# -- the Python services ----------------------------------------------------
+def service_env(ports: Ports, **overrides: str) -> dict[str, str]:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{ports.kafka}",
+        "KAFKA_TOPIC": os.environ.get("KAFKA_TOPIC") or "trades",
+        "KAFKA_DLQ_TOPIC": os.environ.get("KAFKA_DLQ_TOPIC") or "trades.dlq",
+        "QUESTDB_HOST": "127.0.0.1",
+        "QUESTDB_HTTP_PORT": str(ports.questdb_http),
+        "QUESTDB_PG_PORT": str(ports.questdb_pg),
+        "API_URL": f"http://127.0.0.1:{ports.api}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v}
+
+
+def producer(ports: Ports, env: dict[str, str]) -> Spec:
+    return Spec(
+        name="producer",
+        argv=[PYTHON, "-m", "gostream.producer"],
+        env={**env, "HEALTH_PORT": str(ports.producer)},
+        ready=lambda: http_ok(f"http://127.0.0.1:{ports.producer}/readyz"),
+        url=f"http://127.0.0.1:{ports.producer}/metrics",
+    )
+
+
+def consumer(ports: Ports, env: dict[str, str]) -> Spec:
+    return Spec(
+        name="consumer",
+        argv=[PYTHON, "-m", "gostream.consumer"],
+        env={**env, "HEALTH_PORT": str(ports.consumer)},
+        ready=lambda: http_ok(f"http://127.0.0.1:{ports.consumer}/readyz"),
+        url=f"http://127.0.0.1:{ports.consumer}/metrics",
+    )
+
+
+def exchange(ports: Ports, rate: float = 20.0) -> Spec:
+    """The simulated OKX exchange (for a machine without internet, and for demos)."""
+    return Spec(
+        name="exchange",
+        argv=[PYTHON, "-m", "tests.okxsim", "--port", str(ports.exchange), "--rate", str(rate)],
+        ready=lambda: port_open(ports.exchange),
+        url=f"ws://127.0.0.1:{ports.exchange}/ws/v5/business (simulated OKX)",
+    )
+
+
+def readyz_problems(port: int) -> list[str]:
+    """What a service's /readyz says is wrong, for progress messages."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return []
+    except urllib.error.HTTPError as exc:
+        try:
+            return json.loads(exc.read()).get("problems", [])
+        except ValueError:
+            return [f"HTTP {exc.code}"]
+    except OSError as exc:
+        return [f"not answering: {exc}"]

@@ -1,0 +1,82 @@
+"""values.schema.json: helm must refuse wrong values before rendering anything."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.charts import chartlib
+
+BAD_VALUES = {
+    "wrong type": (["producer.replicaCount=three"], "/producer/replicaCount"),
+    "unknown key": (["api.replicas=2"], "replicas"),
+    "misspelt section": (["questdbb.image.tag=1"], "questdbb"),
+    "bad channel": (["okx.channel=books"], "/okx/channel"),
+    "bad symbol": (["config.symbols={btc_usdt}"], "/config/symbols"),
+    "bad log level": (["config.logLevel=verbose"], "/config/logLevel"),
+    "root user": (["podSecurityContext.runAsNonRoot=false"], "/podSecurityContext/runAsNonRoot"),
+    "privilege escalation": (["containerSecurityContext.allowPrivilegeEscalation=true"], "allowPrivilegeEscalation"),
+    "port out of range": (["api.port=70000"], "/api/port"),
+    "unsupported kafka": (["kafka.strimzi.version=3.9.0"], "/kafka/strimzi/version"),
+    "external kafka without servers": (["kafka.strimzi.enabled=false"], "externalBootstrapServers"),
+    "bad bootstrap string": (["kafka.strimzi.enabled=false", "kafka.externalBootstrapServers=kafka"], "externalBootstrapServers"),
+    "not a QDB setting": (["questdb.extraConfig.HEAP=1g"], "extraConfig"),
+    "bad storage size": (["questdb.persistence.size=lots"], "/questdb/persistence/size"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_schema_rejects(helm, case):
+    sets, expected = BAD_VALUES[case]
+    args = ["template", "x", str(chartlib.CHART), "--kube-version", chartlib.MIN_KUBE]
+    for item in sets:
+        args += ["--set", item]
+    result = helm.run(*args, check=False)
+    assert result.returncode != 0, f"helm accepted {sets}"
+    assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+    assert expected in result.stderr, result.stderr
+
+
+def test_schema_rejects_a_values_file(helm, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"frontend": {"service": {"type": "Ingress"}}}))
+    result = helm.run("lint", "--strict", str(chartlib.CHART), "-f", str(bad), check=False)
+    assert result.returncode != 0
+    assert "/frontend/service/type" in result.stdout + result.stderr
+
+
+def test_schema_accepts_sensible_overrides(helm):
+    docs = helm.template(
+        sets=[
+            "global.imageRegistry=registry.example.com/gostream",
+            "producer.image.tag=1.2.3",
+            "okx.channel=trades",
+            "okx.wsUrl=ws://okx-sim:8443/ws/v5/public",
+            "config.symbols={BTC-USDT,ETH-USDT}",
+            "questdb.extraConfig.QDB_CAIRO_WAL_ENABLED_DEFAULT=true",
+            "kafka.strimzi.nodePool.storage.type=ephemeral",
+        ]
+    )
+    producer = chartlib.by_name(docs, "Deployment", "gostream-producer")
+    assert producer["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/gostream/gostream-producer:1.2.3"
+    assert chartlib.by_name(docs, "ConfigMap", "gostream-producer")["data"]["SYMBOLS"] == "BTC-USDT,ETH-USDT"
+    assert chartlib.kind_of(docs, "KafkaNodePool")[0]["spec"]["storage"] == {"type": "ephemeral"}
+
+
+def test_schema_covers_every_default_value():
+    """Every key in values.yaml is declared, so additionalProperties: false cannot reject a default."""
+    schema = json.loads((chartlib.CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((chartlib.CHART / "values.yaml").read_text())
+
+    def walk(value, node, path):
+        if not isinstance(value, dict) or "properties" not in node:
+            return
+        for key, sub in value.items():
+            assert key in node["properties"] or node.get("additionalProperties") not in (False, None), f"{path}/{key} undeclared"
+            if key in node["properties"]:
+                walk(sub, node["properties"][key], f"{path}/{key}")
+
+    walk(values, schema, "")
+    assert schema["additionalProperties"] is False

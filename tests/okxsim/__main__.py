@@ -1,0 +1,53 @@
+"""python -m tests.okxsim: run the simulated exchange, printing live trades at a rate.
+
+For `make up EXCHANGE=sim` (no internet) and for demos: every symbol gets a random walk
+stamped with the current time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+
+from tests.okxsim.server import OkxExchange
+from tests.okxsim.trades import generate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.okxsim")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--rate", type=float, default=20.0, help="trades per second per symbol")
+    parser.add_argument("--symbols", default="BTC-USDT,ETH-USDT")
+    args = parser.parse_args()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    prices = {"BTC-USDT": 95_000.0, "ETH-USDT": 3_500.0}
+    next_id = {s: int(time.time() * 1000) for s in symbols}
+    last_px = {s: prices.get(s, 100.0) for s in symbols}
+    tick = 0.1
+    with OkxExchange(host="127.0.0.1", port=args.port) as exchange:
+        print(f"simulated OKX on ws://127.0.0.1:{exchange.port}/ws/v5/business, {args.rate}/s per symbol", flush=True)
+        carry = 0.0
+        while not stop.wait(tick):
+            carry += args.rate * tick
+            n, carry = int(carry), carry - int(carry)
+            if n == 0:
+                continue
+            now_ms = int(time.time() * 1000)
+            batch = []
+            for symbol in symbols:
+                trades = generate(symbol, n, first_id=next_id[symbol], start_ms=now_ms, start_price=last_px[symbol],
+                                  step_ms=1, seed=next_id[symbol])
+                next_id[symbol] += n
+                last_px[symbol] = float(trades[-1]["px"])
+                batch.extend(trades)
+            exchange.emit(batch)
+
+
+if __name__ == "__main__":
+    main()
