@@ -13,6 +13,9 @@ HELM ?= $(CHART_BIN)/helm
 
 .PHONY: chart-tools test-chart
 
+# `make test` builds helm first (tests/charts is part of the suite).
+TEST_PREREQS += chart-tools
+
 chart-tools:
 	@command -v go >/dev/null 2>&1 || { echo "chart-tools: 'go' is required to build helm $(HELM_VERSION) (install Go >= 1.24)" >&2; exit 1; }
 	@mkdir -p "$(CHART_BIN)"

@@ -1,0 +1,75 @@
+import json
+import math
+
+import pytest
+
+from gostream.common.trade import RecordError, Trade, decode, encode
+
+GOOD = Trade("BTC-USDT", 338476307, 30236.0, 0.0002, "buy", 1652459224818, 1652459224901234, 1)
+
+
+def test_round_trip_keeps_every_field():
+    assert decode(encode(GOOD)) == GOOD
+
+
+def test_encoding_is_readable_json_with_a_version():
+    obj = json.loads(encode(GOOD))
+    assert obj == {
+        "v": 1, "symbol": "BTC-USDT", "trade_id": 338476307, "price": 30236.0, "size": 0.0002,
+        "side": "buy", "ts": 1652459224818, "received": 1652459224901234, "count": 1,
+    }
+
+
+def test_floats_survive_exactly():
+    awkward = Trade("BTC-USDT", 1, 0.1 + 0.2, 1e-8, "sell", 1652459224818, 1, 3)
+    back = decode(encode(awkward))
+    assert back.price == 0.1 + 0.2 and back.size == 1e-8 and back.count == 3
+
+
+def _with(**changes) -> bytes:
+    obj = json.loads(encode(GOOD))
+    obj.update(changes)
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (None, "empty"),
+        (b"", "not-json"),
+        (b"\xff\xfe", "not-json"),
+        (b"[1,2]", "not-object"),
+        (b"{}", "bad-version"),
+        (_with(v=2), "bad-version"),
+        (json.dumps({"v": 1}).encode(), "missing-field"),
+        (_with(symbol="btc-usdt"), "bad-symbol"),
+        (_with(symbol="BTCUSDT"), "bad-symbol"),
+        (_with(symbol=7), "bad-symbol"),
+        (_with(trade_id=0), "bad-trade_id"),
+        (_with(trade_id="1"), "bad-trade_id"),
+        (_with(trade_id=True), "bad-trade_id"),
+        (_with(price=-1), "bad-price"),
+        (_with(price=0), "bad-price"),
+        (_with(price="1"), "bad-price"),
+        (_with(size=0), "bad-size"),
+        (_with(side="long"), "bad-side"),
+        (_with(ts=1652459224), "bad-ts"),  # seconds, not milliseconds
+        (_with(ts=10**15), "bad-ts"),
+        (_with(received=0), "bad-received"),
+        (_with(count=0), "bad-count"),
+    ],
+)
+def test_bad_records_are_rejected_with_a_stable_reason(value, reason):
+    with pytest.raises(RecordError) as err:
+        decode(value)
+    assert err.value.reason == reason
+
+
+def test_non_finite_numbers_are_rejected():
+    # json.loads accepts NaN and Infinity; a trade must not.
+    for text in (b'NaN', b'Infinity'):
+        raw = encode(GOOD).replace(b'"price":30236.0', b'"price":' + text)
+        with pytest.raises(RecordError) as err:
+            decode(raw)
+        assert err.value.reason == "bad-price"
+    assert math.isfinite(decode(encode(GOOD)).price)
