@@ -137,3 +137,68 @@ def wait_for(check, timeout_s: float = 30.0, interval_s: float = 0.25, message: 
             return last
         time.sleep(interval_s)
     pytest.fail(f"timed out after {timeout_s} s waiting for {message} (last: {last!r})")
+
+
+# -- Kafka helpers for assertions ---------------------------------------------
+def read_topic(topic: str, port: int = TEST_PORTS.kafka) -> list:
+    """Every record currently in ``topic`` (all partitions), without a consumer group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{port}", enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        records = []
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < end[tp] for tp in partitions) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def produce(topic: str, values: list[tuple[bytes | None, bytes | None]], port: int = TEST_PORTS.kafka) -> None:
+    """Write (key, value) records to ``topic`` and wait for the broker's acks."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{port}")
+    try:
+        for key, value in values:
+            producer.send(topic, key=key, value=value)
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def metric(port: int, name: str, labels: str = "") -> float:
+    """One sample's value from a service's /metrics (0 when the series is absent or the
+    service does not answer yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    wanted = f"{name}{{{labels}}}" if labels else name
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(wanted + " ") or (not labels and line.startswith(name + "{")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# -- the api (tests/api, tests/frontend) ---------------------------------------
+@pytest.fixture(scope="session")
+def api(questdb, stack_dir) -> Process:
+    """The candle API under gunicorn on TEST_PORTS.api, reading the session's QuestDB.
+
+    The schema (table and 1m view) is created first, as the consumer does at start-up."""
+    from gostream.consumer.schema import ensure_schema
+
+    ensure_schema(f"http://127.0.0.1:{TEST_PORTS.questdb_http}")
+    env = c.service_env(TEST_PORTS, LOG_LEVEL="INFO", STREAM_POLL_MS="100", STREAM_KEEPALIVE_S="1")
+    process = _start(c.api(TEST_PORTS, env), TEST_PORTS.api, stack_dir).wait_ready(60)
+    yield process
+    process.stop()

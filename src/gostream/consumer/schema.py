@@ -26,7 +26,21 @@ CREATE TABLE IF NOT EXISTS {TRADES_TABLE} (
 DEDUP UPSERT KEYS(timestamp, symbol, trade_id)
 """.strip()
 
-STATEMENTS: tuple[str, ...] = (CREATE_TRADES,)
+# 1m OHLCV candles, kept up to date by QuestDB itself (refreshed incrementally after each
+# commit to `trades`, re-aggregating only the touched buckets, so DEDUP replacements count
+# once). The api reads 1m candles here and rolls them up for 5m..1d.
+CANDLES_1M_VIEW = "candles_1m"
+CREATE_CANDLES_1M = f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS {CANDLES_1M_VIEW} AS (
+    SELECT timestamp, symbol,
+        first(price) AS open, max(price) AS high, min(price) AS low, last(price) AS close,
+        sum(size) AS volume, count() AS trades
+    FROM {TRADES_TABLE}
+    SAMPLE BY 1m
+) PARTITION BY DAY
+""".strip()
+
+STATEMENTS: tuple[str, ...] = (CREATE_TRADES, CREATE_CANDLES_1M)
 
 
 class SchemaError(RuntimeError):

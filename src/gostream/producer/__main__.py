@@ -55,7 +55,7 @@ async def run(settings: ProducerSettings) -> None:
         if publisher is not None:
             await asyncio.to_thread(publisher.close, settings.shutdown_flush_timeout_s)
         health.stop()
-        log.info("producer stopped")
+        log.info("producer stopped", extra={"received": feed.received})
 
 
 def main() -> int:

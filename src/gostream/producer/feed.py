@@ -36,6 +36,7 @@ class Feed:
         self.on_trade = on_trade
         self.subscribed: set[str] = set()
         self.sessions = 0
+        self.received = 0
         self._delays = partial(
             backoff,
             initial_delay=settings.reconnect_initial_delay_s,
@@ -87,13 +88,17 @@ class Feed:
 
     async def _session(self, ws) -> None:
         s = self.settings
+        # asyncio.timeout rather than wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation (our SIGTERM) that arrives just as a message does.
         while True:
             try:
-                message = await asyncio.wait_for(ws.recv(), timeout=s.ping_interval_s)
+                async with asyncio.timeout(s.ping_interval_s):
+                    message = await ws.recv()
             except TimeoutError:
                 await ws.send("ping")
                 try:
-                    message = await asyncio.wait_for(ws.recv(), timeout=s.pong_timeout_s)
+                    async with asyncio.timeout(s.pong_timeout_s):
+                        message = await ws.recv()
                 except TimeoutError:
                     raise Reconnect(f"no answer to ping within {s.pong_timeout_s} s") from None
             self._handle(okx.parse_frame(message, time.time_ns() // 1000))
@@ -104,6 +109,7 @@ class Feed:
                 for reason in rejected:
                     metrics.FRAMES_REJECTED.labels(reason).inc()
                     log.warning("okx trade item rejected", extra={"reason": reason})
+                self.received += len(trades)
                 for trade in trades:
                     metrics.TRADES_RECEIVED.labels(trade.symbol).inc()
                     metrics.LAST_TRADE_TIME.labels(trade.symbol).set(trade.ts_ms / 1000)
@@ -118,10 +124,10 @@ class Feed:
             case okx.Notice(code=okx.UPGRADE_NOTICE, message=message):
                 raise Reconnect(f"service upgrade notice: {message}")
             case okx.Notice(code=code, message=message):
-                log.info("okx notice", extra={"code": code, "msg": message})
+                log.info("okx notice", extra={"code": code, "detail": message})
             case okx.ExchangeError(code=code, message=message):
                 metrics.EXCHANGE_ERRORS.labels(code).inc()
-                log.error("okx error event", extra={"code": code, "msg": message})
+                log.error("okx error event", extra={"code": code, "detail": message})
             case okx.Rejected(reason=reason, detail=detail):
                 metrics.FRAMES_REJECTED.labels(reason).inc()
                 log.warning("okx frame rejected", extra={"reason": reason, "detail": detail})

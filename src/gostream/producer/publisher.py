@@ -39,6 +39,7 @@ class Publisher:
             client_id="gostream-producer",
             **producer_config,
         )
+        self.published = self.dropped = self.failed = 0
         self._last_error_at = 0.0
         self._last_error = ""
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
@@ -52,6 +53,7 @@ class Publisher:
         try:
             self._queue.put_nowait(trade)
         except queue.Full:
+            self.dropped += 1
             metrics.TRADES_DROPPED.inc()
             return False
         metrics.BUFFERED.set(self._queue.qsize())
@@ -66,16 +68,17 @@ class Publisher:
                 future = self._producer.send(self.topic, key=trade.symbol.encode(), value=encode(trade))
             except Exception as exc:  # buffer exhausted or metadata timeout: Kafka is down
                 self._record_error(exc)
-                metrics.TRADES_DROPPED.inc()
                 continue
             future.add_callback(self._on_sent)
             future.add_errback(self._record_error)
             metrics.BUFFERED.set(self._queue.qsize())
 
     def _on_sent(self, _metadata) -> None:
+        self.published += 1
         metrics.TRADES_PUBLISHED.inc()
 
     def _record_error(self, exc: BaseException) -> None:
+        self.failed += 1
         metrics.PUBLISH_ERRORS.inc()
         self._last_error_at = time.monotonic()
         self._last_error = f"{type(exc).__name__}: {exc}"
@@ -101,3 +104,4 @@ class Publisher:
         except Exception as exc:
             log.error("kafka flush on shutdown failed", extra={"error": str(exc)})
         self._producer.close(timeout=max(0.1, deadline - time.monotonic()))
+        log.info("kafka closed", extra={"published": self.published, "dropped": self.dropped, "failed": self.failed})

@@ -1,0 +1,174 @@
+"""The Flask app factory: routes, validation, errors as JSON, health and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from gostream.api import market, metrics, validation
+from gostream.api.db import Database, Unavailable, make_engine
+from gostream.api.openapi import document
+from gostream.api.settings import ApiSettings
+from gostream.api.stream import Hub, sse
+from gostream.common.health import HEALTH_PATHS, health_app
+from gostream.common.settings import load
+
+log = logging.getLogger("gostream.api")
+
+bp = Blueprint("api", __name__)
+
+
+class Services:
+    """What the routes share in one process."""
+
+    def __init__(self, settings: ApiSettings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.hub = Hub(db, settings.stream_poll_ms, settings.stream_keepalive_s)
+
+
+def _svc() -> Services:
+    return current_app.extensions["gostream"]
+
+
+def _json(data: object, status: int = 200, **headers: str) -> Response:
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    response = Response(body, status=status, mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(headers)
+    return response
+
+
+def error(status: int, message: str, **headers: str) -> Response:
+    return _json({"error": message}, status, **headers)
+
+
+# -- routes ------------------------------------------------------------------
+@bp.get("/candles")
+def candles() -> Response:
+    args = request.args
+    validation.only(args, ("symbol", "interval", "from", "to", "limit"))
+    svc = _svc()
+    symbol = validation.symbol(args, svc.settings.default_symbol)
+    interval = validation.interval(args)
+    start, end = validation.time_range(args)
+    limit = validation.integer(args, "limit", validation.DEFAULT_CANDLES, 1, validation.MAX_CANDLES)
+    return _json(market.candles(svc.db, symbol, interval, start, end, limit))
+
+
+@bp.get("/symbols")
+def symbols() -> Response:
+    validation.only(request.args, ())
+    return _json(market.symbols(_svc().db))
+
+
+@bp.get("/trades")
+def trades() -> Response:
+    args = request.args
+    validation.only(args, ("symbol", "limit"))
+    svc = _svc()
+    symbol = validation.symbol(args, svc.settings.default_symbol)
+    limit = validation.integer(args, "limit", validation.DEFAULT_TRADES, 1, validation.MAX_TRADES)
+    return _json(market.recent_trades(svc.db, symbol, limit))
+
+
+@bp.get("/stats")
+def stats() -> Response:
+    validation.only(request.args, ("symbol",))
+    svc = _svc()
+    return _json(market.stats(svc.db, validation.symbol(request.args, svc.settings.default_symbol)))
+
+
+@bp.get("/stream")
+def stream() -> Response:
+    args = request.args
+    validation.only(args, ("symbol", "interval"))
+    svc = _svc()
+    symbol = validation.symbol(args, svc.settings.default_symbol)
+    interval = validation.interval(args)
+    # The forming candle now; this also answers 503 up front when QuestDB is down.
+    latest = market.last_trade(svc.db, symbol)
+    initial = None
+    if latest is not None:
+        bucket = latest[0] // market.US // interval.seconds * interval.seconds
+        initial = market.bucket_candle(svc.db, symbol, interval, bucket, latest[0])
+    response = Response(sse(svc.hub, symbol, interval, initial), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"  # tell proxies not to buffer
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return _json(document())
+
+
+@bp.get("/")
+def index() -> Response:
+    return _json({"service": "gostream-api", "openapi": "/openapi.json",
+                  "endpoints": ["/candles", "/symbols", "/trades", "/stats", "/stream", "/healthz", "/readyz", "/metrics"]})
+
+
+# -- errors: always JSON, never a stack trace --------------------------------
+def _bad_request(exc: validation.BadRequest) -> Response:
+    return error(400, str(exc))
+
+
+def _unavailable(exc: Unavailable) -> Response:
+    return error(503, str(exc), **{"Retry-After": "2"})
+
+
+def _http(exc: HTTPException) -> Response:
+    if exc.code == 404:
+        return error(404, f"no such path {request.path} (see /openapi.json)")
+    return error(exc.code or 400, exc.description or exc.name)
+
+
+def _unexpected(exc: Exception) -> Response:
+    ref = uuid.uuid4().hex[:12]
+    log.error("unexpected error", exc_info=exc, extra={"ref": ref, "path": request.path})
+    return error(503, f"the api could not answer this request (ref {ref})", **{"Retry-After": "2"})
+
+
+# -- metrics per request -----------------------------------------------------
+def _started() -> None:
+    g.started = time.perf_counter()
+
+
+def _finished(response: Response) -> Response:
+    endpoint = request.url_rule.rule if request.url_rule else "other"
+    metrics.REQUESTS.labels(endpoint, str(response.status_code)).inc()
+    if endpoint != "/stream" and hasattr(g, "started"):
+        metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - g.started)
+    return response
+
+
+def create_app(settings: ApiSettings | None = None) -> Flask:
+    settings = settings or load(ApiSettings)
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    services = Services(settings, Database(make_engine(settings)))
+    app.extensions["gostream"] = services
+    app.register_blueprint(bp)
+    app.register_error_handler(validation.BadRequest, _bad_request)
+    app.register_error_handler(Unavailable, _unavailable)
+    app.register_error_handler(HTTPException, _http)
+    app.register_error_handler(Exception, _unexpected)
+    app.before_request(_started)
+    app.after_request(_finished)
+
+    health = health_app(services.db.ping, metrics.registry())
+    inner = app.wsgi_app
+
+    def wsgi(environ, start_response):
+        if environ.get("PATH_INFO") in HEALTH_PATHS:
+            return health(environ, start_response)
+        return inner(environ, start_response)
+
+    app.wsgi_app = wsgi  # type: ignore[method-assign]
+    return app

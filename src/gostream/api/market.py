@@ -1,0 +1,130 @@
+"""What the endpoints answer, as plain data: candles, buckets, stats, trades, symbols.
+
+Times: the API speaks epoch seconds for candles and epoch milliseconds for trades;
+QuestDB timestamps are microseconds, converted here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from gostream.api import queries as q
+from gostream.api.db import Database
+
+US = 1_000_000
+MINUTE_US = 60 * US
+DAY_US = 86_400 * US
+
+
+def last_trade(db: Database, symbol: str) -> tuple[int, float] | None:
+    """(time in µs, price) of the symbol's latest trade, or None."""
+    rows = db.query(q.LAST_TRADE_TIME, {"symbol": symbol})
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def candles(db: Database, symbol: str, interval: q.Interval, start: int | None, end: int | None, limit: int) -> list[dict]:
+    """Candles whose buckets run from the one holding ``start`` to the one holding ``end``
+    (epoch s), at most the ``limit`` latest, ascending. Without ``end``: up to the
+    symbol's latest trade; without ``start``: the ``limit`` buckets ending at ``end``.
+    Buckets without trades have no candle."""
+    step = interval.seconds
+    if end is None:
+        latest = last_trade(db, symbol)
+        if latest is None:
+            return []
+        end = latest[0] // US
+    hi_bucket = end // step * step
+    lo_bucket = hi_bucket - (limit - 1) * step if start is None else start // step * step
+    if lo_bucket > hi_bucket:
+        return []
+    rows = db.query(
+        interval.sql,
+        {"symbol": symbol, "lo": lo_bucket * US, "hi": (hi_bucket + step) * US, "limit": limit},
+    )
+    return [
+        {"time": t // US, "open": o, "high": h, "low": lo, "close": c, "volume": v}
+        for t, o, h, lo, c, v in reversed(rows)
+    ]
+
+
+def _merge(parts: list[tuple]) -> dict | None:
+    """Join (open, high, low, close, volume, n) aggregates of consecutive time ranges."""
+    parts = [p for p in parts if p and p[5]]
+    if not parts:
+        return None
+    return {
+        "open": parts[0][0],
+        "high": max(p[1] for p in parts),
+        "low": min(p[2] for p in parts),
+        "close": parts[-1][3],
+        "volume": sum(p[4] for p in parts),
+        "trades": sum(int(p[5]) for p in parts),
+    }
+
+
+def _aggregate(db: Database, symbol: str, lo_us: int, hi_us: int, latest_us: int) -> dict | None:
+    """OHLCV over [lo, hi): whole minutes before the latest trade's minute from the 1m
+    view, the rest from the trades (so the answer never waits for the view)."""
+    minute = latest_us // MINUTE_US * MINUTE_US
+    view_lo = -(-lo_us // MINUTE_US) * MINUTE_US  # first whole minute
+    view_hi = min(minute, hi_us)
+    if view_hi - view_lo < MINUTE_US:
+        parts = [db.query(q.BUCKET_FROM_TRADES, {"symbol": symbol, "lo": lo_us, "hi": hi_us})[0]]
+    else:
+        parts = []
+        if lo_us < view_lo:
+            parts.append(db.query(q.BUCKET_FROM_TRADES, {"symbol": symbol, "lo": lo_us, "hi": view_lo})[0])
+        parts.append(db.query(q.BUCKET_FROM_VIEW, {"symbol": symbol, "lo": view_lo, "hi": view_hi})[0])
+        if view_hi < hi_us:
+            parts.append(db.query(q.BUCKET_FROM_TRADES, {"symbol": symbol, "lo": view_hi, "hi": hi_us})[0])
+    return _merge(parts)
+
+
+def bucket_candle(db: Database, symbol: str, interval: q.Interval, bucket_s: int, latest_us: int) -> dict | None:
+    """The candle of one bucket (the forming one, for /stream), or None if it has no trades."""
+    lo = bucket_s * US
+    merged = _aggregate(db, symbol, lo, lo + interval.seconds * US, latest_us)
+    if merged is None:
+        return None
+    merged.pop("trades")
+    return {"time": bucket_s, **merged}
+
+
+def stats(db: Database, symbol: str) -> dict:
+    """Last price and the rolling 24 hours up to the symbol's latest trade."""
+    latest = last_trade(db, symbol)
+    if latest is None:
+        return {"symbol": symbol, "time_ms": None, "last": None, "open": None, "high": None, "low": None,
+                "volume": None, "trades": 0, "change": None, "change_pct": None}
+    latest_us, price = latest
+    window = _aggregate(db, symbol, latest_us - DAY_US + 1, latest_us + 1, latest_us) or {}
+    opened = window.get("open", price)
+    return {
+        "symbol": symbol,
+        "time_ms": latest_us // 1000,
+        "last": price,
+        "open": opened,
+        "high": window.get("high", price),
+        "low": window.get("low", price),
+        "volume": window.get("volume", 0.0),
+        "trades": window.get("trades", 0),
+        "change": price - opened,
+        "change_pct": (price - opened) / opened * 100 if opened else None,
+    }
+
+
+def _trade(row: tuple) -> dict:
+    t, trade_id, price, size, side = row
+    return {"id": trade_id, "time_ms": t // 1000, "price": price, "size": size, "side": side}
+
+
+def recent_trades(db: Database, symbol: str, limit: int) -> list[dict]:
+    """The latest trades, newest first."""
+    return [_trade(row) for row in db.query(q.RECENT_TRADES, {"symbol": symbol, "limit": limit})]
+
+
+def new_trades(db: Database, symbol: str, since_us: int, limit: int = 1000) -> list[tuple]:
+    """Raw rows (t µs, id, price, size, side) at or after ``since_us``, oldest first."""
+    return db.query(q.NEW_TRADES, {"symbol": symbol, "since": since_us, "limit": limit})
+
+
+def symbols(db: Database) -> list[dict]:
+    return [{"symbol": s, "last": close, "time": t // US} for s, close, t in db.query(q.SYMBOLS)]

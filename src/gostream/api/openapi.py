@@ -1,0 +1,217 @@
+"""The OpenAPI 3.1 document of the api, served at /openapi.json."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from gostream.api.queries import INTERVALS
+from gostream.api.validation import DEFAULT_CANDLES, DEFAULT_TRADES, MAX_CANDLES, MAX_EPOCH_S, MAX_TRADES
+from gostream.common.trade import SYMBOL_PATTERN
+
+
+def _param(name: str, description: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _symbol() -> dict:
+    return _param("symbol", "OKX instrument id.",
+                  {"type": "string", "pattern": SYMBOL_PATTERN.pattern, "default": "BTC-USDT", "examples": ["BTC-USDT"]})
+
+
+def _interval() -> dict:
+    return _param("interval", "Candle length; buckets are aligned to the UTC calendar.",
+                  {"type": "string", "enum": list(INTERVALS), "default": "1m"})
+
+
+def _json_response(description: str, schema: dict) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "503": {"$ref": "#/components/responses/Unavailable"},
+}
+
+
+@cache
+def document() -> dict:
+    epoch = {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_S}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Go-Stream candle API",
+            "version": "1.0.0",
+            "description": "OHLCV candles, trades and 24h statistics of OKX instruments, read from QuestDB. "
+            "Times of candles are epoch seconds (bucket start, UTC); times of trades are epoch milliseconds.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "paths": {
+            "/candles": {
+                "get": {
+                    "operationId": "getCandles",
+                    "summary": "OHLCV candles, ascending by time",
+                    "description": "Candles of the buckets from the one holding `from` to the one holding `to`, "
+                    "at most the `limit` latest. Without `to`: up to the symbol's latest trade. Without `from`: the "
+                    "`limit` buckets ending at `to`. Buckets without trades have no candle. With no parameters: "
+                    "recent BTC-USDT 1m candles.",
+                    "parameters": [
+                        _symbol(),
+                        _interval(),
+                        _param("from", "Start, epoch seconds (inclusive, whole bucket).", epoch),
+                        _param("to", "End, epoch seconds (inclusive, whole bucket); not before `from`.", epoch),
+                        _param("limit", "Most candles to return (the latest ones).",
+                               {"type": "integer", "minimum": 1, "maximum": MAX_CANDLES, "default": DEFAULT_CANDLES}),
+                    ],
+                    "responses": {
+                        "200": _json_response("Candles", {"type": "array", "items": {"$ref": "#/components/schemas/Candle"}}),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/symbols": {
+                "get": {
+                    "operationId": "getSymbols",
+                    "summary": "Every symbol with trades, with its latest 1m close",
+                    "responses": {
+                        "200": _json_response("Symbols", {"type": "array", "items": {"$ref": "#/components/schemas/Symbol"}}),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/trades": {
+                "get": {
+                    "operationId": "getTrades",
+                    "summary": "Recent trades, newest first (a tape)",
+                    "parameters": [
+                        _symbol(),
+                        _param("limit", "Most trades to return.",
+                               {"type": "integer", "minimum": 1, "maximum": MAX_TRADES, "default": DEFAULT_TRADES}),
+                    ],
+                    "responses": {
+                        "200": _json_response("Trades", {"type": "array", "items": {"$ref": "#/components/schemas/Trade"}}),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/stats": {
+                "get": {
+                    "operationId": "getStats",
+                    "summary": "Last price and the rolling 24 hours up to the latest trade",
+                    "parameters": [_symbol()],
+                    "responses": {"200": _json_response("Statistics", {"$ref": "#/components/schemas/Stats"}), **_ERRORS},
+                }
+            },
+            "/stream": {
+                "get": {
+                    "operationId": "streamLive",
+                    "summary": "Server-Sent Events: the forming candle and new trades as they land",
+                    "description": "Events: `hello` {symbol, interval, poll_ms}; `candle` (a Candle: the forming "
+                    "bucket, or a closed one's final values, replace the bar with the same time); `trades` "
+                    "(an array of Trade, oldest first); `status` {ok, error?} when QuestDB goes away or comes back. "
+                    "Comment lines keep the connection alive.",
+                    "parameters": [_symbol(), _interval()],
+                    "responses": {
+                        "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "getOpenApi",
+                    "summary": "This document",
+                    "responses": {"200": _json_response("OpenAPI 3.1 document", {"type": "object"})},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "getHealth",
+                    "summary": "Liveness",
+                    "responses": {"200": _json_response("Alive", {"type": "object", "properties": {"alive": {"type": "boolean"}}})},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "getReady",
+                    "summary": "Readiness: QuestDB answers and the candle view exists",
+                    "responses": {
+                        "200": _json_response("Ready", {"type": "object", "properties": {"ready": {"type": "boolean"}}}),
+                        "503": _json_response("Not ready", {
+                            "type": "object",
+                            "properties": {"ready": {"type": "boolean"}, "problems": {"type": "array", "items": {"type": "string"}}},
+                        }),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "getMetrics",
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Candle": {
+                    "type": "object",
+                    "required": ["time", "open", "high", "low", "close", "volume"],
+                    "properties": {
+                        "time": {"type": "integer", "description": "Bucket start, epoch seconds (UTC)"},
+                        "open": {"type": "number"},
+                        "high": {"type": "number"},
+                        "low": {"type": "number"},
+                        "close": {"type": "number"},
+                        "volume": {"type": "number", "description": "Sum of trade sizes (base currency)"},
+                    },
+                },
+                "Trade": {
+                    "type": "object",
+                    "required": ["id", "time_ms", "price", "size", "side"],
+                    "properties": {
+                        "id": {"type": "integer", "description": "OKX trade id"},
+                        "time_ms": {"type": "integer", "description": "Exchange time, epoch milliseconds"},
+                        "price": {"type": "number"},
+                        "size": {"type": "number"},
+                        "side": {"type": "string", "enum": ["buy", "sell"], "description": "Taker side"},
+                    },
+                },
+                "Symbol": {
+                    "type": "object",
+                    "required": ["symbol", "last", "time"],
+                    "properties": {
+                        "symbol": {"type": "string"},
+                        "last": {"type": "number", "description": "Close of the latest 1m candle"},
+                        "time": {"type": "integer", "description": "That candle's start, epoch seconds"},
+                    },
+                },
+                "Stats": {
+                    "type": "object",
+                    "required": ["symbol", "time_ms", "last", "open", "high", "low", "volume", "trades", "change", "change_pct"],
+                    "properties": {
+                        "symbol": {"type": "string"},
+                        "time_ms": {"type": ["integer", "null"], "description": "Latest trade, epoch milliseconds"},
+                        "last": {"type": ["number", "null"]},
+                        "open": {"type": ["number", "null"], "description": "First price of the 24 h window"},
+                        "high": {"type": ["number", "null"]},
+                        "low": {"type": ["number", "null"]},
+                        "volume": {"type": ["number", "null"]},
+                        "trades": {"type": "integer"},
+                        "change": {"type": ["number", "null"]},
+                        "change_pct": {"type": ["number", "null"]},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+            },
+            "responses": {
+                "BadRequest": _json_response("A parameter is invalid; `error` says which and why",
+                                             {"$ref": "#/components/schemas/Error"}),
+                "Unavailable": _json_response("QuestDB cannot answer right now; retry later",
+                                              {"$ref": "#/components/schemas/Error"}),
+            },
+        },
+    }

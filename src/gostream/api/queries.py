@@ -1,0 +1,110 @@
+"""Every SQL text the api runs, built once from whitelisted pieces.
+
+Request values (symbol, bounds, limits) are only ever bound parameters
+(``%(name)s``, quoted by psycopg2); the only variable parts of the texts are the
+names below, chosen from fixed tables by key.
+
+Candles are aligned to the UTC calendar (QuestDB's SAMPLE BY default). Every interval
+divides a day, so a bucket starts at ``floor(t / seconds) * seconds``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gostream.consumer.schema import CANDLES_1M_VIEW, TRADES_TABLE
+
+
+@dataclass(frozen=True)
+class Interval:
+    name: str
+    seconds: int
+    source: str  # "raw": SAMPLE BY over trades; "view": the 1m view; "rollup": SAMPLE BY over the 1m view
+    sql: str  # candles in [lo, hi), newest first, at most `limit`
+
+
+_RAW = f"""
+SELECT cast(timestamp AS long) AS t, open, high, low, close, volume FROM (
+    SELECT timestamp, first(price) AS open, max(price) AS high, min(price) AS low,
+           last(price) AS close, sum(size) AS volume
+    FROM {TRADES_TABLE}
+    WHERE symbol = %(symbol)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
+    SAMPLE BY {{unit}}
+) ORDER BY t DESC LIMIT %(limit)s
+"""
+
+_VIEW = f"""
+SELECT cast(timestamp AS long) AS t, open, high, low, close, volume FROM {CANDLES_1M_VIEW}
+WHERE symbol = %(symbol)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
+ORDER BY timestamp DESC LIMIT %(limit)s
+"""
+
+_ROLLUP = f"""
+SELECT cast(timestamp AS long) AS t, open, high, low, close, volume FROM (
+    SELECT timestamp, first(open) AS open, max(high) AS high, min(low) AS low,
+           last(close) AS close, sum(volume) AS volume
+    FROM {CANDLES_1M_VIEW}
+    WHERE symbol = %(symbol)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
+    SAMPLE BY {{unit}}
+) ORDER BY t DESC LIMIT %(limit)s
+"""
+
+
+def _interval(name: str, seconds: int) -> Interval:
+    if seconds < 60:
+        return Interval(name, seconds, "raw", _RAW.format(unit=name).strip())
+    if seconds == 60:
+        return Interval(name, seconds, "view", _VIEW.strip())
+    return Interval(name, seconds, "rollup", _ROLLUP.format(unit=name).strip())
+
+
+INTERVALS: dict[str, Interval] = {
+    name: _interval(name, seconds)
+    for name, seconds in (
+        ("1s", 1), ("5s", 5), ("15s", 15), ("1m", 60), ("5m", 300),
+        ("15m", 900), ("30m", 1800), ("1h", 3600), ("4h", 14400), ("1d", 86400),
+    )
+}
+
+# The same candles straight from the trades, whatever the interval (tests and checks
+# compare the view against this).
+RAW_CANDLES: dict[str, str] = {name: _RAW.format(unit=name).strip() for name in INTERVALS}
+
+# The time of a symbol's latest trade (microseconds), or no row.
+LAST_TRADE_TIME = f"""
+SELECT cast(timestamp AS long) AS t, price FROM {TRADES_TABLE}
+WHERE symbol = %(symbol)s LATEST ON timestamp PARTITION BY symbol
+""".strip()
+
+# Every symbol with its latest 1m close (from the view: 1/1000 of the rows to scan).
+SYMBOLS = f"""
+SELECT symbol, close, cast(timestamp AS long) AS t FROM {CANDLES_1M_VIEW}
+LATEST ON timestamp PARTITION BY symbol ORDER BY symbol
+""".strip()
+
+RECENT_TRADES = f"""
+SELECT cast(timestamp AS long) AS t, trade_id, price, size, side FROM {TRADES_TABLE}
+WHERE symbol = %(symbol)s ORDER BY timestamp DESC LIMIT %(limit)s
+""".strip()
+
+# New trades for /stream: from the last time seen on (ids seen at that time are skipped).
+NEW_TRADES = f"""
+SELECT cast(timestamp AS long) AS t, trade_id, price, size, side FROM {TRADES_TABLE}
+WHERE symbol = %(symbol)s AND timestamp >= %(since)s ORDER BY timestamp LIMIT %(limit)s
+""".strip()
+
+# One candle over [lo, hi) from the trades, and from the 1m view (for [bucket, minute)).
+BUCKET_FROM_TRADES = f"""
+SELECT first(price) AS open, max(price) AS high, min(price) AS low, last(price) AS close,
+       sum(size) AS volume, count() AS n
+FROM {TRADES_TABLE} WHERE symbol = %(symbol)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
+""".strip()
+
+BUCKET_FROM_VIEW = f"""
+SELECT first(open) AS open, max(high) AS high, min(low) AS low, last(close) AS close,
+       sum(volume) AS volume, sum(trades) AS n
+FROM {CANDLES_1M_VIEW} WHERE symbol = %(symbol)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
+""".strip()
+
+# Readiness: QuestDB answers and the schema the api reads is there.
+PING = f"SELECT 1 FROM {CANDLES_1M_VIEW} LIMIT 1"

@@ -1,0 +1,26 @@
+"""The api's settings, from the environment (see gostream.common.settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gostream.common.settings import QuestDBSettings, SettingsError, require_positive
+from gostream.common.trade import SYMBOL_PATTERN
+
+
+@dataclass(frozen=True)
+class ApiSettings(QuestDBSettings):
+    questdb_database: str = "qdb"
+    # Connections per gunicorn worker (the pool never opens more than twice this).
+    questdb_pool_size: int = 8
+    questdb_connect_timeout_s: int = 3
+    # /stream: how often new trades are looked for, and the keep-alive comment period.
+    stream_poll_ms: int = 250
+    stream_keepalive_s: float = 15.0
+    default_symbol: str = "BTC-USDT"
+    log_level: str = "INFO"
+
+    def check(self) -> None:
+        require_positive(self, "questdb_pool_size", "questdb_connect_timeout_s", "stream_poll_ms", "stream_keepalive_s")
+        if not SYMBOL_PATTERN.match(self.default_symbol):
+            raise SettingsError(f"DEFAULT_SYMBOL={self.default_symbol!r}: not an instrument id like BTC-USDT")

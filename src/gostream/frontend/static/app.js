@@ -1,0 +1,392 @@
+// Goosey LLC - QuestDB View: the live terminal.
+// Loads candles, trades and 24h stats from /api, then follows /api/stream (Server-Sent
+// Events) for the forming candle and new trades: the page never polls.
+(() => {
+  "use strict";
+
+  const LW = window.LightweightCharts;
+  const INTERVALS = ["1s", "5s", "15s", "1m", "5m", "15m", "30m", "1h", "4h", "1d"];
+  const TAPE_MAX = 80;
+  const UP = "#26a69a";
+  const DOWN = "#ef5350";
+
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+  const state = {
+    symbol: /^[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){1,4}$/.test(params.get("symbol") || "") ? params.get("symbol") : "BTC-USDT",
+    interval: INTERVALS.includes(params.get("interval")) ? params.get("interval") : "1m",
+    bars: [],
+    lastPrice: null,
+    direction: "flat",
+    stats: null,
+    precision: 2,
+    es: null,
+    streamRetryMs: 1000,
+    loadRetryMs: 1000,
+    timer: null,
+    generation: 0,
+    everLive: false,
+    resyncOnHello: false,
+    seen: new Set(),
+    pulse: "connecting",
+  };
+
+  // -- chart ----------------------------------------------------------------
+  const chart = LW.createChart($("chart"), {
+    autoSize: true,
+    layout: {
+      background: { type: "solid", color: "#0b0e14" },
+      textColor: "#8b93a7",
+      fontSize: 11,
+      panes: { separatorColor: "#1e2533", separatorHoverColor: "#2a3344" },
+    },
+    grid: { vertLines: { color: "#131925" }, horzLines: { color: "#131925" } },
+    crosshair: { mode: LW.CrosshairMode.Normal },
+    rightPriceScale: { borderColor: "#1e2533" },
+    timeScale: { borderColor: "#1e2533", timeVisible: true, secondsVisible: false, rightOffset: 6 },
+  });
+  const candles = chart.addSeries(LW.CandlestickSeries, {
+    upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN,
+  });
+  const volume = chart.addSeries(LW.HistogramSeries, {
+    priceFormat: { type: "volume" }, priceLineVisible: false, lastValueVisible: false,
+  }, 1);
+  const volumePane = chart.panes()[1];
+  if (volumePane) volumePane.setHeight(110);
+
+  const toCandle = (c) => ({ time: c.time, open: c.open, high: c.high, low: c.low, close: c.close });
+  const toVolume = (c) => ({ time: c.time, value: c.volume, color: c.close >= c.open ? "rgba(38,166,154,.45)" : "rgba(239,83,80,.45)" });
+
+  function decimals(x) {
+    const s = String(x);
+    const i = s.indexOf(".");
+    return i < 0 ? 0 : s.length - i - 1;
+  }
+
+  function adoptPrecision(prices) {
+    let p = 0;
+    for (const x of prices.slice(-300)) p = Math.max(p, decimals(x));
+    p = Math.min(Math.max(p, 1), 8);
+    if (p !== state.precision) {
+      state.precision = p;
+      candles.applyOptions({ priceFormat: { type: "price", precision: p, minMove: Math.pow(10, -p) } });
+    }
+  }
+
+  function showBarCount() {
+    $("chart").dataset.bars = String(state.bars.length);
+    $("status-bars").textContent = `${state.bars.length} bars · ${state.interval}`;
+  }
+
+  function setBars(list) {
+    state.bars = list.slice();
+    adoptPrecision(list.flatMap((c) => [c.open, c.close]));
+    candles.setData(list.map(toCandle));
+    volume.setData(list.map(toVolume));
+    chart.timeScale().applyOptions({ secondsVisible: ["1s", "5s", "15s"].includes(state.interval) });
+    // Show the latest ~150 bars (all of them when there are fewer), right edge in view.
+    if (list.length) {
+      const shown = Math.min(list.length, 150);
+      chart.timeScale().setVisibleLogicalRange({ from: list.length - shown - 0.5, to: list.length + 5 });
+    }
+    showBarCount();
+  }
+
+  function applyCandle(c) {
+    const bars = state.bars;
+    const last = bars[bars.length - 1];
+    if (!last || c.time > last.time) {
+      bars.push(c);
+      candles.update(toCandle(c));
+      volume.update(toVolume(c));
+      if (last) loadStats(state.generation); // a new bucket: refresh the 24h window too
+    } else if (c.time === last.time) {
+      bars[bars.length - 1] = c;
+      candles.update(toCandle(c));
+      volume.update(toVolume(c));
+    } else {
+      const i = bars.findIndex((b) => b.time === c.time);
+      if (i >= 0) {
+        bars[i] = c;
+        candles.update(toCandle(c), true);
+        volume.update(toVolume(c), true);
+      } else {
+        bars.push(c);
+        bars.sort((a, b) => a.time - b.time);
+        setBars(bars);
+      }
+    }
+    if (bars.length) hideOverlay("empty");
+    showBarCount();
+    stamp();
+  }
+
+  // -- prices, stats, tape --------------------------------------------------
+  const fmt = (x, p) => (x == null ? "—" : Number(x).toLocaleString("en-US", { minimumFractionDigits: p, maximumFractionDigits: p }));
+  const fmtVol = (x) => (x == null ? "—" : Number(x).toLocaleString("en-US", { maximumFractionDigits: x >= 1000 ? 0 : 4 }));
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  const clock = (ms) => { const d = new Date(ms); return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`; };
+
+  function setLastPrice(price) {
+    if (state.lastPrice != null && price !== state.lastPrice) state.direction = price > state.lastPrice ? "up" : "down";
+    state.lastPrice = price;
+    const el = $("last-price");
+    el.textContent = fmt(price, state.precision);
+    el.dataset.direction = state.direction;
+    document.title = `${fmt(price, state.precision)} ${state.symbol} · Goosey LLC - QuestDB View`;
+  }
+
+  function renderStats() {
+    const s = state.stats;
+    const set = (id, text, cls) => { const el = $(id); el.textContent = text; el.className = cls || ""; };
+    if (!s || s.last == null) {
+      for (const id of ["stat-change", "stat-high", "stat-low", "stat-volume", "stat-trades"]) set(id, "—");
+      $("last-change").textContent = "\u00a0";
+      return;
+    }
+    const pct = s.open ? ((s.last - s.open) / s.open) * 100 : 0;
+    const cls = pct > 0 ? "up" : pct < 0 ? "down" : "";
+    const sign = pct > 0 ? "+" : "";
+    set("stat-change", `${sign}${pct.toFixed(2)}%`, cls);
+    set("stat-high", fmt(s.high, state.precision));
+    set("stat-low", fmt(s.low, state.precision));
+    set("stat-volume", fmtVol(s.volume));
+    set("stat-trades", Number(s.trades).toLocaleString("en-US"));
+    const ch = $("last-change");
+    ch.textContent = `${sign}${fmt(s.last - s.open, state.precision)} (${sign}${pct.toFixed(2)}%)`;
+    ch.className = `change ${cls}`;
+  }
+
+  function tapeRow(t, fresh) {
+    const li = document.createElement("li");
+    li.className = `${t.side}${fresh ? " fresh" : ""}`;
+    li.dataset.id = String(t.id);
+    li.innerHTML = `<span class="px"></span><span class="sz"></span><span class="t"></span>`;
+    li.children[0].textContent = fmt(t.price, state.precision);
+    li.children[1].textContent = Number(t.size).toLocaleString("en-US", { maximumFractionDigits: 8 });
+    li.children[2].textContent = clock(t.time_ms);
+    return li;
+  }
+
+  function setTape(trades) { // newest first
+    const tape = $("tape");
+    tape.replaceChildren(...trades.slice(0, TAPE_MAX).map((t) => tapeRow(t, false)));
+    state.seen = new Set(trades.map((t) => t.id));
+    $("tape-empty").hidden = trades.length > 0;
+    if (trades.length) { adoptPrecision(trades.map((t) => t.price)); state.lastPrice = null; setLastPrice(trades[0].price); }
+  }
+
+  function applyTrades(trades) { // oldest first
+    const tape = $("tape");
+    for (const t of trades) {
+      if (state.seen.has(t.id)) continue;
+      state.seen.add(t.id);
+      tape.prepend(tapeRow(t, true));
+      setLastPrice(t.price);
+      const s = state.stats;
+      if (s) {
+        if (s.last == null) { s.open = s.high = s.low = t.price; s.volume = 0; s.trades = 0; }
+        s.last = t.price;
+        s.high = Math.max(s.high, t.price);
+        s.low = Math.min(s.low, t.price);
+        s.volume += t.size;
+        s.trades += 1;
+      }
+    }
+    while (tape.children.length > TAPE_MAX) tape.lastElementChild.remove();
+    if (state.seen.size > 5000) state.seen = new Set([...tape.children].map((li) => Number(li.dataset.id)));
+    $("tape-empty").hidden = tape.children.length > 0;
+    renderStats();
+    stamp();
+  }
+
+  function stamp() { $("status-updated").textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`; }
+
+  // -- overlay and pulse ----------------------------------------------------
+  function showOverlay(kind, title, text) {
+    const o = $("overlay");
+    o.dataset.kind = kind;
+    $("overlay-title").textContent = title;
+    $("overlay-text").textContent = text;
+    o.hidden = false;
+  }
+  function hideOverlay(kind) {
+    const o = $("overlay");
+    if (!kind || o.dataset.kind === kind) o.hidden = true;
+  }
+  function setPulse(s, detail) {
+    state.pulse = s;
+    const p = $("pulse");
+    p.dataset.state = s;
+    const labels = { connecting: "connecting", live: "live", reconnecting: "reconnecting", degraded: "database unavailable", offline: "offline" };
+    $("pulse-label").textContent = labels[s] || s;
+    p.title = detail || `Live stream: ${labels[s] || s}`;
+  }
+
+  // -- loading --------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+
+  async function getJSON(path) {
+    const response = await fetch(`/api${path}`, { headers: { Accept: "application/json" }, cache: "no-store" });
+    let body = null;
+    try { body = await response.json(); } catch (_) { /* not JSON */ }
+    if (!response.ok) throw new ApiError(response.status, (body && body.error) || `HTTP ${response.status}`);
+    return body;
+  }
+
+  const q = () => `symbol=${encodeURIComponent(state.symbol)}`;
+
+  async function loadStats(gen) {
+    try {
+      const s = await getJSON(`/stats?${q()}`);
+      if (gen === state.generation) { state.stats = s; renderStats(); }
+    } catch (_) { /* the stream's own state shows trouble */ }
+  }
+
+  async function loadSymbols() {
+    const select = $("symbol");
+    let names = [];
+    try { names = (await getJSON("/symbols")).map((s) => s.symbol); } catch (_) { /* keep the current one */ }
+    if (!names.includes(state.symbol)) names.unshift(state.symbol);
+    select.replaceChildren(...names.map((n) => new Option(n, n, n === state.symbol, n === state.symbol)));
+  }
+
+  async function load() {
+    const gen = ++state.generation;
+    clearTimeout(state.timer);
+    closeStream();
+    try {
+      const [bars, trades, stats] = await Promise.all([
+        getJSON(`/candles?${q()}&interval=${state.interval}`),
+        getJSON(`/trades?${q()}&limit=${TAPE_MAX}`),
+        getJSON(`/stats?${q()}`),
+      ]);
+      if (gen !== state.generation) return;
+      state.loadRetryMs = 1000;
+      setBars(bars);
+      setTape(trades);
+      state.stats = stats;
+      renderStats();
+      if (bars.length) hideOverlay();
+      else showOverlay("empty", `No trades for ${state.symbol} yet`, "The chart fills in as soon as trades arrive.");
+      stamp();
+      openStream(gen);
+    } catch (err) {
+      if (gen !== state.generation) return;
+      const wait = state.loadRetryMs;
+      state.loadRetryMs = Math.min(wait * 2, 15000);
+      showOverlay("error", "Market data unavailable", `${err.message}. Retrying in ${Math.round(wait / 1000)} s…`);
+      setPulse("offline", err.message);
+      state.timer = setTimeout(load, wait);
+    }
+  }
+
+  // A stream that came back after a gap: fetch what was missed, keep the stream.
+  async function resync(gen) {
+    try {
+      const [bars, trades, stats] = await Promise.all([
+        getJSON(`/candles?${q()}&interval=${state.interval}`),
+        getJSON(`/trades?${q()}&limit=${TAPE_MAX}`),
+        getJSON(`/stats?${q()}`),
+      ]);
+      if (gen !== state.generation) return;
+      setBars(bars);
+      setTape(trades);
+      state.stats = stats;
+      renderStats();
+      if (bars.length) hideOverlay();
+    } catch (_) { /* the next reconnect tries again */ }
+  }
+
+  // -- the live stream ------------------------------------------------------
+  function closeStream() {
+    if (state.es) { state.es.close(); state.es = null; }
+  }
+
+  function openStream(gen) {
+    if (gen !== state.generation) return;
+    closeStream();
+    setPulse(state.everLive ? "reconnecting" : "connecting");
+    const es = new EventSource(`/api/stream?${q()}&interval=${state.interval}`);
+    state.es = es;
+    const mine = () => state.es === es && gen === state.generation;
+    es.addEventListener("hello", () => {
+      if (!mine()) return;
+      state.streamRetryMs = 1000;
+      setPulse("live");
+      if (state.resyncOnHello) resync(gen);
+      state.resyncOnHello = false;
+      state.everLive = true;
+    });
+    es.addEventListener("candle", (ev) => { if (mine()) applyCandle(JSON.parse(ev.data)); });
+    es.addEventListener("trades", (ev) => { if (mine()) applyTrades(JSON.parse(ev.data)); });
+    es.addEventListener("status", (ev) => {
+      if (!mine()) return;
+      const s = JSON.parse(ev.data);
+      setPulse(s.ok ? "live" : "degraded", s.error);
+      if (s.ok) resync(gen);
+    });
+    es.onerror = () => {
+      if (!mine()) return;
+      state.resyncOnHello = true;
+      setPulse("reconnecting");
+      if (es.readyState === EventSource.CLOSED) {
+        // The server answered with an error: the browser will not retry by itself.
+        state.es = null;
+        const wait = state.streamRetryMs;
+        state.streamRetryMs = Math.min(wait * 2, 15000);
+        state.timer = setTimeout(() => openStream(gen), wait);
+      }
+    };
+  }
+
+  // -- controls -------------------------------------------------------------
+  function remember() {
+    const url = new URL(location.href);
+    url.searchParams.set("symbol", state.symbol);
+    url.searchParams.set("interval", state.interval);
+    history.replaceState(null, "", url);
+  }
+
+  function renderIntervals() {
+    const nav = $("intervals");
+    nav.replaceChildren(...INTERVALS.map((name) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = name;
+      b.dataset.interval = name;
+      b.setAttribute("aria-pressed", String(name === state.interval));
+      b.addEventListener("click", () => {
+        if (name === state.interval) return;
+        state.interval = name;
+        for (const other of nav.children) other.setAttribute("aria-pressed", String(other === b));
+        remember();
+        load();
+      });
+      return b;
+    }));
+  }
+
+  $("symbol").addEventListener("change", (ev) => {
+    state.symbol = ev.target.value;
+    state.everLive = false;
+    remember();
+    load();
+  });
+
+  // For tests and the curious: the terminal's state.
+  window.terminal = {
+    get bars() { return state.bars.slice(); },
+    get symbol() { return state.symbol; },
+    get interval() { return state.interval; },
+    get pulse() { return state.pulse; },
+    get lastPrice() { return state.lastPrice; },
+    chart,
+  };
+
+  renderIntervals();
+  loadSymbols();
+  load();
+})();
