@@ -17,6 +17,8 @@ from stack.supervisor import Supervisor
 
 STATE_DIR = Path(os.environ.get("GOSTREAM_STACK_DIR", c.ROOT / ".stack"))
 STATE_FILE = STATE_DIR / "state.json"
+# GOSTREAM_PORT_OFFSET moves every port, to run a second stack beside the first (tests).
+PORTS = c.Ports().shifted(int(os.environ.get("GOSTREAM_PORT_OFFSET") or 0))
 TOPIC_PARTITIONS = 3
 
 
@@ -34,6 +36,8 @@ def specs(ports: c.Ports) -> tuple[list[c.Spec], dict]:
         c.questdb(STATE_DIR / "data", ports),
         c.consumer(ports, service_env),
         c.producer(ports, service_env),
+        c.api(ports, service_env),
+        c.frontend(ports, service_env),
     ]
     topics = {service_env["KAFKA_TOPIC"]: TOPIC_PARTITIONS, service_env["KAFKA_DLQ_TOPIC"]: 1}
     return wanted, {"kafka": lambda: c.ensure_topics(ports.kafka, topics)}
@@ -58,7 +62,7 @@ def supervisor_running(state: dict | None) -> bool:
 
 def cmd_supervise(_args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    wanted, hooks = specs(c.Ports())
+    wanted, hooks = specs(PORTS)
     Supervisor(wanted, STATE_DIR, hooks).run()
     return 0
 
@@ -102,7 +106,7 @@ def cmd_up(args) -> int:
 
 
 def _explain(names: list[str]) -> None:
-    ports = c.Ports()
+    ports = PORTS
     for name in names:
         port = getattr(ports, name, None)
         if name in ("producer", "consumer") and port:
@@ -120,7 +124,7 @@ def cmd_down(_args) -> int:
     os.kill(state["supervisor_pid"], signal.SIGTERM)
     for _ in range(120):
         if not supervisor_running(read_state()):
-            print("the stack is stopped (data kept in .stack/data)")
+            print(f"the stack is stopped (data kept in {STATE_DIR / 'data'})")
             return 0
         time.sleep(0.5)
     print("the supervisor did not stop in 60 s", file=sys.stderr)

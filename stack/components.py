@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -40,6 +41,10 @@ class Ports:
     api: int = 3000
     frontend: int = 8080
     exchange: int = 8443
+
+    def shifted(self, offset: int) -> Ports:
+        """Every port moved by ``offset``: a second stack beside the first."""
+        return Ports(**{name: port + offset for name, port in dataclasses.asdict(self).items()})
 
 
 @dataclass
@@ -261,3 +266,27 @@ def readyz_problems(port: int) -> list[str]:
             return [f"HTTP {exc.code}"]
     except OSError as exc:
         return [f"not answering: {exc}"]
+
+
+def api(ports: Ports, env: dict[str, str]) -> Spec:
+    """The candle API (gunicorn; see gostream/api/gunicorn_conf.py)."""
+    return Spec(
+        name="api",
+        argv=[PYTHON, "-m", "gunicorn", "-c", "python:gostream.api.gunicorn_conf", "gostream.api.wsgi:app"],
+        env={**env, "PORT": str(ports.api), "HOST": "127.0.0.1"},
+        ready=lambda: http_ok(f"http://127.0.0.1:{ports.api}/readyz"),
+        url=f"http://127.0.0.1:{ports.api}/candles (OpenAPI: /openapi.json)",
+        stop_timeout_s=10,
+    )
+
+
+def frontend(ports: Ports, env: dict[str, str]) -> Spec:
+    """The trading terminal and /api proxy (gunicorn; see gostream/frontend/gunicorn_conf.py)."""
+    return Spec(
+        name="frontend",
+        argv=[PYTHON, "-m", "gunicorn", "-c", "python:gostream.frontend.gunicorn_conf", "gostream.frontend.wsgi:app"],
+        env={**env, "PORT": str(ports.frontend), "HOST": "127.0.0.1", "API_URL": f"http://127.0.0.1:{ports.api}"},
+        ready=lambda: http_ok(f"http://127.0.0.1:{ports.frontend}/readyz"),
+        url=f"http://127.0.0.1:{ports.frontend}/ (Goosey LLC - QuestDB View)",
+        stop_timeout_s=10,
+    )

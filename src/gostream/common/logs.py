@@ -39,3 +39,5 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # kafka-python is chatty at INFO about every connection.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    # ... and warns about its own event-loop hiccups on a busy machine.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

@@ -83,6 +83,8 @@ def main() -> int:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.batch_max_records,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 4),
         ),
         stop_flag,
     )

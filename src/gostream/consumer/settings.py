@@ -8,6 +8,9 @@ from gostream.common.settings import KafkaSettings, QuestDBSettings, require_pos
 @dataclass(frozen=True)
 class ConsumerSettings(KafkaSettings, QuestDBSettings):
     kafka_group_id: str = "gostream-consumer"
+    # A consumer that died without leaving the group holds its partitions this long;
+    # kafka-python's 45 s default would stall ingestion for that long after a crash.
+    kafka_session_timeout_ms: int = 10_000
     health_port: int = 9102
     log_level: str = "INFO"
     # A batch is flushed to QuestDB (one transaction) and committed to Kafka when it
@@ -19,4 +22,4 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     retry_max_delay_s: float = 30.0
 
     def check(self) -> None:
-        require_positive(self, "batch_max_records", "flush_interval_s", "retry_max_delay_s")
+        require_positive(self, "kafka_session_timeout_ms", "batch_max_records", "flush_interval_s", "retry_max_delay_s")

@@ -133,7 +133,6 @@
     const el = $("last-price");
     el.textContent = fmt(price, state.precision);
     el.dataset.direction = state.direction;
-    document.title = `${fmt(price, state.precision)} ${state.symbol} · Goosey LLC - QuestDB View`;
   }
 
   function renderStats() {
@@ -257,6 +256,9 @@
     const gen = ++state.generation;
     clearTimeout(state.timer);
     closeStream();
+    state.everLive = false;
+    setPulse("connecting");
+    $("chart").dataset.loading = "true";
     try {
       const [bars, trades, stats] = await Promise.all([
         getJSON(`/candles?${q()}&interval=${state.interval}`),
@@ -265,6 +267,7 @@
       ]);
       if (gen !== state.generation) return;
       state.loadRetryMs = 1000;
+      delete $("chart").dataset.loading;
       setBars(bars);
       setTape(trades);
       state.stats = stats;
@@ -382,6 +385,7 @@
     get symbol() { return state.symbol; },
     get interval() { return state.interval; },
     get pulse() { return state.pulse; },
+    get loading() { return $("chart").dataset.loading === "true"; },
     get lastPrice() { return state.lastPrice; },
     chart,
   };
