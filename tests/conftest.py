@@ -18,19 +18,9 @@ from stack import components as c
 from stack.process import Process
 from tests.okxsim import OkxExchange
 
-TEST_PORTS = c.Ports(
-    kafka=19092,
-    kafka_controller=19093,
-    questdb_http=19000,
-    questdb_pg=18812,
-    questdb_health=19003,
-    questdb_ilp_tcp=19009,
-    producer=19101,
-    consumer=19102,
-    api=13000,
-    frontend=18080,
-    exchange=18443,
-)
+# Every default port + 10000 (Kafka 19092, QuestDB 19000/18812/19003, api 13000 ...);
+# GOSTREAM_TEST_PORT_OFFSET picks another set, to run two test sessions side by side.
+TEST_PORTS = c.Ports().shifted(int(os.environ.get("GOSTREAM_TEST_PORT_OFFSET") or 10000))
 ARTIFACTS = c.ROOT / "test-artifacts"
 _names = itertools.count(1)
 

@@ -47,6 +47,7 @@ class OkxExchange:
         self._last_order: dict[str, list[dict]] = {}  # fills of the latest emitted order
         self.unknown_symbols: set[str] = set()  # subscribing to these gets error 60018
         self.silent = False  # when True: no pushes, no pongs (a stalled server)
+        self.accepting = True  # when False: new connections are closed at once
         self.connections = 0
         self.pings = 0
         self.rest_requests = 0
@@ -127,6 +128,9 @@ class OkxExchange:
         channel = CHANNEL_BY_PATH.get(ws.request.path.split("?")[0])
         if channel is None:
             await ws.close(1008, "unknown path")
+            return
+        if not self.accepting:
+            await ws.close(1013, "try again later")
             return
         client = Client(ws, channel)
         self._clients.add(client)

@@ -52,6 +52,7 @@ async def run(settings: ProducerSettings) -> None:
     except asyncio.CancelledError:
         log.info("shutting down: flushing kafka")
     finally:
+        await asyncio.to_thread(feed.close)
         if publisher is not None:
             await asyncio.to_thread(publisher.close, settings.shutdown_flush_timeout_s)
         health.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from functools import partial
 
@@ -19,6 +20,8 @@ from websockets.exceptions import ConnectionClosed
 
 from gostream.common.trade import Trade
 from gostream.producer import metrics, okx
+from gostream.producer.backfill import BackfillError, HistoryClient
+from gostream.producer.gaps import Continuity, Gap
 from gostream.producer.settings import ProducerSettings
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,10 @@ class Feed:
         self.subscribed: set[str] = set()
         self.sessions = 0
         self.received = 0
+        self.continuity = Continuity()
+        self.history = HistoryClient(settings.okx_rest_url)
+        # One worker: backfill requests go out one at a time, inside OKX's rate limit.
+        self._backfills = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill")
         self._delays = partial(
             backoff,
             initial_delay=settings.reconnect_initial_delay_s,
@@ -109,8 +116,14 @@ class Feed:
                 for reason in rejected:
                     metrics.FRAMES_REJECTED.labels(reason).inc()
                     log.warning("okx trade item rejected", extra={"reason": reason})
-                self.received += len(trades)
                 for trade in trades:
+                    new, gap = self.continuity.observe(trade)
+                    if not new:
+                        metrics.DUPLICATES.labels(trade.symbol).inc()
+                        continue
+                    if gap is not None:
+                        self._backfill(gap)
+                    self.received += 1
                     metrics.TRADES_RECEIVED.labels(trade.symbol).inc()
                     metrics.LAST_TRADE_TIME.labels(trade.symbol).set(trade.ts_ms / 1000)
                     self.on_trade(trade)
@@ -131,3 +144,25 @@ class Feed:
             case okx.Rejected(reason=reason, detail=detail):
                 metrics.FRAMES_REJECTED.labels(reason).inc()
                 log.warning("okx frame rejected", extra={"reason": reason, "detail": detail})
+
+    def _backfill(self, gap: Gap) -> None:
+        metrics.GAPS.labels(gap.symbol).inc()
+        log.warning("trade-id gap, backfilling", extra={"symbol": gap.symbol, "first_id": gap.first_id,
+                                                         "last_id": gap.last_id, "missing": gap.size})
+        self._backfills.submit(self._fill, gap)
+
+    def _fill(self, gap: Gap) -> None:
+        try:
+            trades = self.history.fetch(gap, time.time_ns() // 1000)
+        except BackfillError as exc:
+            metrics.BACKFILL_ERRORS.inc()
+            log.error("backfill failed", extra={"symbol": gap.symbol, "error": str(exc)})
+            return
+        for trade in trades:
+            metrics.BACKFILLED.labels(trade.symbol).inc()
+            self.on_trade(trade)
+        log.info("backfilled", extra={"symbol": gap.symbol, "missing": gap.size, "found": len(trades)})
+
+    def close(self) -> None:
+        """Let a running backfill finish handing its trades over."""
+        self._backfills.shutdown(wait=True, cancel_futures=True)

@@ -18,3 +18,9 @@ LAST_TRADE_TIME = Gauge(
     "gostream_producer_last_trade_timestamp_seconds", "Exchange time of the newest trade received", ["symbol"]
 )
 BUFFERED = Gauge("gostream_producer_buffered_trades", "Trades waiting to be handed to the Kafka client")
+DUPLICATES = Counter(
+    "gostream_producer_duplicate_trades_total", "Trades received again (re-sent on subscribe) and skipped", ["symbol"]
+)
+GAPS = Counter("gostream_producer_gaps_detected_total", "Breaks in trade-id continuity", ["symbol"])
+BACKFILLED = Counter("gostream_producer_trades_backfilled_total", "Missing trades fetched over REST", ["symbol"])
+BACKFILL_ERRORS = Counter("gostream_producer_backfill_errors_total", "Gaps that could not be filled over REST")

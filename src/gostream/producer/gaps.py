@@ -1,0 +1,40 @@
+"""Trade-id continuity per symbol, as pure bookkeeping.
+
+OKX trade ids are consecutive per instrument. A trade on the ``trades`` channel stands
+for ``count`` fills whose ids end at its ``tradeId``. Anything at or below the highest id
+seen is a repeat (the trade OKX re-sends on subscribe); anything that skips ids opens a
+gap to backfill over REST.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gostream.common.trade import Trade
+
+
+@dataclass(frozen=True)
+class Gap:
+    symbol: str
+    first_id: int  # inclusive
+    last_id: int  # inclusive
+
+    @property
+    def size(self) -> int:
+        return self.last_id - self.first_id + 1
+
+
+@dataclass
+class Continuity:
+    last_id: dict[str, int] = field(default_factory=dict)
+
+    def observe(self, trade: Trade) -> tuple[bool, Gap | None]:
+        """(is_new, gap_before_it). A repeat is not new and opens no gap."""
+        last = self.last_id.get(trade.symbol)
+        if last is not None and trade.trade_id <= last:
+            return False, None
+        self.last_id[trade.symbol] = trade.trade_id
+        first_of_trade = trade.trade_id - trade.count + 1
+        if last is not None and first_of_trade > last + 1:
+            return True, Gap(trade.symbol, last + 1, first_of_trade - 1)
+        return True, None
