@@ -1,0 +1,83 @@
+"""/stream: a trade sent to the exchange reaches a Server-Sent Events client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+
+import pytest
+
+from tests.api.pipeline import expected_candles
+from tests.conftest import TEST_PORTS
+
+
+class SSE:
+    """A minimal event-stream reader over http.client."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn.request("GET", path, headers={"Accept": "text/event-stream"})
+        self.response = self.conn.getresponse()
+        self.comments: list[str] = []
+
+    def events(self):
+        name, data = "message", []
+        while True:
+            line = self.response.fp.readline()
+            if not line:
+                return
+            line = line.decode().rstrip("\r\n")
+            if line == "":
+                if data:
+                    yield name, json.loads("\n".join(data))
+                name, data = "message", []
+            elif line.startswith(":"):
+                self.comments.append(line)
+                yield "comment", line
+            elif line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+
+    def until(self, predicate, timeout_s: float = 30.0) -> list[tuple[str, object]]:
+        seen = []
+        deadline = time.monotonic() + timeout_s
+        for event in self.events():
+            seen.append(event)
+            if predicate(event, seen):
+                return seen
+            if time.monotonic() > deadline:
+                break
+        pytest.fail(f"stream ended or timed out; events: {seen[-10:]!r}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_trade_reaches_stream_client(market):
+    symbol = market.live
+    sent = market.trades[symbol]
+    stream = SSE(TEST_PORTS.api, f"/stream?symbol={symbol}&interval=1m")
+    try:
+        assert stream.response.status == 200
+        assert stream.response.getheader("Content-Type").startswith("text/event-stream")
+        hello = stream.until(lambda e, _: e[0] == "hello")
+        assert hello[-1][1]["symbol"] == symbol and hello[-1][1]["interval"] == "1m"
+        first = stream.until(lambda e, _: e[0] == "candle")[-1][1]
+        assert first == pytest.approx(expected_candles(sent, "1m")[-1], rel=1e-12)
+
+        last = sent[-1]
+        trade = {**last, "tradeId": str(int(last["tradeId"]) + 1), "px": "31111.1", "sz": "0.25", "side": "sell",
+                 "ts": str(int(time.time() * 1000))}
+        market.pipeline.exchange.emit([trade])
+        sent.append(trade)
+        seen = stream.until(lambda e, _: e[0] == "candle" and e[1]["close"] == 31111.1)
+        trades = [t for name, batch in seen if name == "trades" for t in batch]
+        assert {"id": int(trade["tradeId"]), "time_ms": int(trade["ts"]), "price": 31111.1, "size": 0.25,
+                "side": "sell"} in trades
+        assert seen[-1][1] == pytest.approx(expected_candles(sent, "1m")[-1], rel=1e-12)
+        # Idle now: the server keeps the connection alive with comments (every 1 s in tests).
+        stream.until(lambda e, _: e == ("comment", ": keep-alive"), timeout_s=10)
+    finally:
+        stream.close()
