@@ -27,16 +27,18 @@ venv: $(STAMP) ## create .venv with the package and test tools
 jars: $(STAMP) ## fetch Kafka and QuestDB from Maven Central into .cache (once)
 	$(PY) -m stack jars
 
-deps: ## install missing system packages (Java, Maven, Chromium) with apt-get
-	@missing=""; \
-	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
-	command -v mvn >/dev/null || missing="$$missing maven"; \
-	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# $(call apt-ensure,<packages>,<apt-get flags>): install the Debian packages not yet there.
+define apt-ensure
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  if [ "$$(id -u)" != 0 ]; then echo "run as root, or: sudo apt-get install -y$$missing"; exit 1; fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	  if [ "$$(id -u)" != 0 ]; then echo "run as root, or: sudo apt-get install -y $(2)$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2)$$missing >/dev/null; \
 	fi
+endef
+
+deps: ## install missing system packages (Java, Maven, Chromium) with apt-get
+	$(call apt-ensure,$(APT_PACKAGES) $(if $(shell command -v java),,openjdk-17-jre-headless) $(if $(shell command -v mvn),,maven),)
 
 up: $(STAMP) ## start Kafka, QuestDB and the services in the background (EXCHANGE=sim: offline exchange)
 	$(PY) -m stack up

@@ -54,7 +54,7 @@ def test_terminal_draws_switches_and_goes_live(frontend, services, exchange, top
     wait_for(lambda: exchange.subscribed(symbol), 30, message="producer subscribed")
     exchange.emit(trades)
     wait_for(lambda: sql(f"SELECT sum(trades) n FROM candles_1m WHERE symbol = '{symbol}'")[0]["n"] == len(trades),
-             60, message="trades in QuestDB and the 1m view")
+             120, message="trades in QuestDB and the 1m view")
 
     page = browser.new_page(viewport={"width": 1440, "height": 860})
     problems: list[str] = []

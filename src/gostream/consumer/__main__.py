@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import time
+import threading
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
@@ -21,15 +21,15 @@ from gostream.consumer.sink import QuestDBSink, sender_conf
 log = logging.getLogger("gostream.consumer")
 
 
-def _retry(what: str, action, stop_flag: list[bool]):
+def _retry(what: str, action, stopping: threading.Event):
     """Start-up dependencies may come up after us: retry with backoff until they do."""
     delay = 1.0
-    while not stop_flag[0]:
+    while not stopping.is_set():
         try:
             return action()
         except Exception as exc:
             log.warning(f"{what} not ready, retrying", extra={"error": str(exc)[:300], "retry_in_s": delay})
-            time.sleep(delay)
+            stopping.wait(delay)
             delay = min(delay * 2, 30.0)
     raise SystemExit(0)
 
@@ -44,15 +44,13 @@ def main() -> int:
 
     ingest: Ingest | None = None
     starting = ["starting"]
-    stop_flag = [False]
+    stopping = threading.Event()
 
     def problems() -> list[str]:
         return ingest.problems() if ingest else [f"consumer: {starting[0]}"]
 
     def on_signal(signum, _frame):
-        stop_flag[0] = True
-        if ingest:
-            ingest.stopping.set()
+        stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -60,19 +58,20 @@ def main() -> int:
 
     questdb_url = f"http://{settings.questdb_host}:{settings.questdb_http_port}"
     starting[0] = "creating the QuestDB schema"
-    _retry("questdb", lambda: ensure_schema(questdb_url), stop_flag)
+    _retry("questdb", lambda: ensure_schema(questdb_url), stopping)
     starting[0] = "connecting to QuestDB"
     sink = _retry(
         "questdb",
         lambda: QuestDBSink(
             sender_conf(settings.questdb_host, settings.questdb_http_port, settings.questdb_retry_timeout_s)
         ),
-        stop_flag,
+        stopping,
     )
     starting[0] = "connecting to Kafka"
     servers = settings.kafka_bootstrap_servers.split(",")
     dlq_producer = _retry(
-        "kafka", lambda: KafkaProducer(bootstrap_servers=servers, client_id="gostream-consumer-dlq"), stop_flag
+        "kafka", lambda: KafkaProducer(bootstrap_servers=servers, client_id="gostream-consumer-dlq", bootstrap_timeout_ms=5000),
+        stopping,
     )
     consumer = _retry(
         "kafka",
@@ -86,12 +85,10 @@ def main() -> int:
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 4),
         ),
-        stop_flag,
+        stopping,
     )
-    ingest = Ingest(settings, consumer, sink, DeadLetters(dlq_producer, settings.kafka_dlq_topic))
+    ingest = Ingest(settings, consumer, sink, DeadLetters(dlq_producer, settings.kafka_dlq_topic), stopping)
     consumer.subscribe([settings.kafka_topic], listener=ingest)
-    if stop_flag[0]:
-        ingest.stopping.set()
     log.info("consumer started", extra={"topic": settings.kafka_topic, "group": settings.kafka_group_id})
     try:
         ingest.run()

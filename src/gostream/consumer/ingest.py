@@ -52,13 +52,18 @@ class DeadLetters:
 
 class Ingest(ConsumerRebalanceListener):
     def __init__(
-        self, settings: ConsumerSettings, consumer: KafkaConsumer, sink: QuestDBSink, dead_letters: DeadLetters
+        self,
+        settings: ConsumerSettings,
+        consumer: KafkaConsumer,
+        sink: QuestDBSink,
+        dead_letters: DeadLetters,
+        stopping: threading.Event,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
         self.sink = sink
         self.dead_letters = dead_letters
-        self.stopping = threading.Event()
+        self.stopping = stopping
         # First offset read since the last commit, per partition: where to rewind to.
         self._uncommitted: dict[TopicPartition, int] = {}
         self._batch_started = 0.0

@@ -37,6 +37,9 @@ class Publisher:
             linger_ms=5,
             compression_type=None,
             client_id="gostream-producer",
+            # Short, so a SIGTERM while Kafka is unreachable is not held up by the
+            # connection attempt (the caller retries).
+            bootstrap_timeout_ms=5000,
             **producer_config,
         )
         self.published = self.dropped = self.failed = 0

@@ -1,0 +1,35 @@
+# Container images: images/<service>/Dockerfile, built with podman. Included by the
+# main Makefile, which defines PY.
+#
+#   make images-deps   install podman, runc and debootstrap with apt-get (once)
+#   make images-base   the local base image (debootstrap bookworm + python3), built once:
+#                      its root filesystem is cached in .cache/images, and a later run
+#                      only re-imports it if podman's storage lost it
+#   make images        build the four images on that base (TAG=dev), print their sizes
+#   make test-images   build and run them for real against Kafka and QuestDB (tests/images)
+#
+# No registry is reachable here, hence the local base; on a machine with one,
+# `podman build --build-arg BASE_IMAGE=python:3.11-slim` (the Dockerfiles' default) works.
+
+IMAGES_BASE ?= localhost/gostream-base:bookworm
+IMAGES_CACHE ?= $(CURDIR)/.cache/images
+# runc: the runtime that works here (podman's default crun is not installed);
+# debootstrap: the base. containernetworking-plugins and iptables come with podman.
+IMAGES_APT_PACKAGES := podman runc debootstrap
+
+.PHONY: images-deps images-base images test-images
+
+# `make test` builds the base first (tests/images builds and runs the images).
+TEST_PREREQS += images-deps images-base
+
+images-deps: ## install podman, runc and debootstrap (apt-get, once)
+	$(call apt-ensure,$(IMAGES_APT_PACKAGES),--no-install-recommends)
+
+images-base: images-deps ## build the local base image (debootstrap + podman import, cached)
+	@images/base.sh "$(IMAGES_BASE)" "$(IMAGES_CACHE)"
+
+images: images-base ## build the four service images with podman (TAG=dev)
+	@BASE_IMAGE="$(IMAGES_BASE)" TAG="$(or $(TAG),dev)" LWC_VERSION="$(LWC_VERSION)" images/build.sh
+
+test-images: images-base venv jars ## build and run the images against real Kafka and QuestDB
+	$(PY) -m pytest tests/images
