@@ -11,7 +11,7 @@ APT_PACKAGES := chromium
 # Settings `make up` passes through to the stack (see README, Configuration).
 export EXCHANGE SIM_RATE SYMBOLS OKX_WS_URL OKX_REST_URL OKX_CHANNEL KAFKA_TOPIC KAFKA_DLQ_TOPIC
 
-.PHONY: help venv jars deps up down status logs test test-fast clean
+.PHONY: help venv jars deps up down status logs test chaos clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ logs: ## tail the logs (C=<component>, F=1 to follow)
 
 test: deps venv jars $(TEST_PREREQS) ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+chaos: venv jars ## the long chaos run (DURATION=600 s, RATE=200/s): faults injected, exactly-once checked
+	$(PY) -m tests.chaos --duration $(or $(DURATION),600) --rate $(or $(RATE),200)
 
 clean: ## remove test output (keeps caches and stack data)
 	rm -rf test-artifacts .pytest_cache

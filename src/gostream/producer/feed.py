@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from gostream.common.trade import Trade
 from gostream.producer import metrics, okx
 from gostream.producer.backfill import BackfillError, HistoryClient
-from gostream.producer.gaps import Continuity, Gap
+from gostream.producer.gaps import Continuity, Gap, Lost
 from gostream.producer.settings import ProducerSettings
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class Feed:
         self.sessions = 0
         self.received = 0
         self.continuity = Continuity()
+        self.lost = Lost()
         self.history = HistoryClient(settings.okx_rest_url)
         # One worker: backfill requests go out one at a time, inside OKX's rate limit.
         self._backfills = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill")
@@ -149,7 +150,27 @@ class Feed:
         metrics.GAPS.labels(gap.symbol).inc()
         log.warning("trade-id gap, backfilling", extra={"symbol": gap.symbol, "first_id": gap.first_id,
                                                          "last_id": gap.last_id, "missing": gap.size})
+        self.refetch(gap)
+
+    def refetch(self, gap: Gap) -> None:
+        """Fetch a gap's trades over REST on the backfill thread (newest first when too big)."""
+        cap = self.settings.backfill_max_trades
+        if gap.size > cap:
+            metrics.UNRECOVERABLE.inc(gap.size - cap)
+            log.error("gap too large, fetching only its newest trades",
+                      extra={"symbol": gap.symbol, "missing": gap.size, "fetching": cap})
+            gap = Gap(gap.symbol, gap.last_id - cap + 1, gap.last_id)
         self._backfills.submit(self._fill, gap)
+
+    async def recover_lost(self, kafka_ok: Callable[[], bool], every_s: float = 2.0) -> None:
+        """Once Kafka takes trades again, fetch the ones it lost from REST."""
+        while True:
+            await asyncio.sleep(every_s)
+            if self.lost and kafka_ok():
+                for gap in self.lost.take():
+                    log.warning("re-fetching trades lost while Kafka was down",
+                                extra={"symbol": gap.symbol, "first_id": gap.first_id, "last_id": gap.last_id})
+                    self.refetch(gap)
 
     def _fill(self, gap: Gap) -> None:
         try:

@@ -8,6 +8,7 @@ gap to backfill over REST.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from gostream.common.trade import Trade
@@ -38,3 +39,30 @@ class Continuity:
         if last is not None and first_of_trade > last + 1:
             return True, Gap(trade.symbol, last + 1, first_of_trade - 1)
         return True, None
+
+
+class Lost:
+    """Trades that never reached Kafka (buffer full, Kafka down), as one id range per
+    symbol, to fetch again over REST once Kafka is back. Refetching a trade that did
+    arrive is harmless (DEDUP). Thread-safe: the Kafka client reports failures from its
+    own thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ranges: dict[str, tuple[int, int]] = {}
+
+    def add(self, trade: Trade) -> None:
+        first = trade.trade_id - trade.count + 1
+        with self._lock:
+            lo, hi = self._ranges.get(trade.symbol, (first, trade.trade_id))
+            self._ranges[trade.symbol] = (min(lo, first), max(hi, trade.trade_id))
+
+    def take(self) -> list[Gap]:
+        with self._lock:
+            gaps = [Gap(symbol, lo, hi) for symbol, (lo, hi) in sorted(self._ranges.items())]
+            self._ranges.clear()
+        return gaps
+
+    def __bool__(self) -> bool:
+        with self._lock:
+            return bool(self._ranges)

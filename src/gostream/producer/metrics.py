@@ -1,6 +1,9 @@
 """The producer's Prometheus metrics (prefix gostream_producer_)."""
 
-from prometheus_client import Counter, Gauge
+import time
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 TRADES_RECEIVED = Counter("gostream_producer_trades_received_total", "Trades parsed from OKX pushes", ["symbol"])
 TRADES_PUBLISHED = Counter("gostream_producer_trades_published_total", "Trades acknowledged by Kafka")
@@ -24,3 +27,41 @@ DUPLICATES = Counter(
 GAPS = Counter("gostream_producer_gaps_detected_total", "Breaks in trade-id continuity", ["symbol"])
 BACKFILLED = Counter("gostream_producer_trades_backfilled_total", "Missing trades fetched over REST", ["symbol"])
 BACKFILL_ERRORS = Counter("gostream_producer_backfill_errors_total", "Gaps that could not be filled over REST")
+UNRECOVERABLE = Counter(
+    "gostream_producer_trades_unrecoverable_total", "Missing trades beyond BACKFILL_MAX_TRADES, not fetched"
+)
+
+PUBLISHED_LATENCY = Histogram(
+    "gostream_producer_exchange_to_published_seconds",
+    "Exchange time of a trade to Kafka acknowledging it",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+def observe_published(ts_ms: int) -> None:
+    """Call when Kafka acknowledged a trade (``ts_ms``: its exchange time)."""
+    PUBLISHED_LATENCY.observe(max(0.0, time.time() - ts_ms / 1000))
+
+
+class _FeedStaleness:
+    """gostream_producer_feed_staleness_seconds{symbol}: now minus the exchange time of the
+    newest trade received, computed at scrape time (so it keeps growing while the feed is
+    silent) from gostream_producer_last_trade_timestamp_seconds."""
+
+    NAME = "gostream_producer_feed_staleness_seconds"
+    HELP = "Seconds since the exchange time of the newest trade received"
+
+    def describe(self):
+        return [GaugeMetricFamily(self.NAME, self.HELP, labels=["symbol"])]
+
+    def collect(self):
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["symbol"])
+        now = time.time()
+        for metric in LAST_TRADE_TIME.collect():
+            for sample in metric.samples:
+                family.add_metric([sample.labels["symbol"]], max(0.0, now - sample.value))
+        yield family
+
+
+FEED_STALENESS = _FeedStaleness()
+REGISTRY.register(FEED_STALENESS)

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from kafka import KafkaProducer
 
@@ -25,8 +26,17 @@ _STOP = object()
 
 
 class Publisher:
-    def __init__(self, bootstrap_servers: str, topic: str, buffer_max: int, **producer_config) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        buffer_max: int,
+        on_lost: Callable[[Trade], object] = lambda trade: None,
+        **producer_config,
+    ) -> None:
         self.topic = topic
+        # Told about every trade that did not reach Kafka, to fetch it again later.
+        self.on_lost = on_lost
         self._queue: queue.Queue = queue.Queue(maxsize=buffer_max)
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers.split(","),
@@ -40,6 +50,9 @@ class Publisher:
             # Short, so a SIGTERM while Kafka is unreachable is not held up by the
             # connection attempt (the caller retries).
             bootstrap_timeout_ms=5000,
+            # While Kafka is down a send waits at most this long for room or metadata;
+            # what cannot be sent is reported lost and fetched again later.
+            max_block_ms=10_000,
             **producer_config,
         )
         self.published = self.dropped = self.failed = 0
@@ -58,6 +71,7 @@ class Publisher:
         except queue.Full:
             self.dropped += 1
             metrics.TRADES_DROPPED.inc()
+            self.on_lost(trade)
             return False
         metrics.BUFFERED.set(self._queue.qsize())
         return True
@@ -70,17 +84,18 @@ class Publisher:
             try:
                 future = self._producer.send(self.topic, key=trade.symbol.encode(), value=encode(trade))
             except Exception as exc:  # buffer exhausted or metadata timeout: Kafka is down
-                self._record_error(exc)
+                self._record_error(trade, exc)
                 continue
             future.add_callback(self._on_sent)
-            future.add_errback(self._record_error)
+            future.add_errback(self._record_error, trade)
             metrics.BUFFERED.set(self._queue.qsize())
 
     def _on_sent(self, _metadata) -> None:
         self.published += 1
         metrics.TRADES_PUBLISHED.inc()
 
-    def _record_error(self, exc: BaseException) -> None:
+    def _record_error(self, trade: Trade, exc: BaseException) -> None:
+        self.on_lost(trade)
         self.failed += 1
         metrics.PUBLISH_ERRORS.inc()
         self._last_error_at = time.monotonic()

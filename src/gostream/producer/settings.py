@@ -26,6 +26,10 @@ class ProducerSettings(KafkaSettings):
     # Trades held while Kafka is slow or down; beyond this they are dropped and counted.
     buffer_max_trades: int = 100_000
     shutdown_flush_timeout_s: float = 10.0
+    # A gap larger than this (a long outage) is backfilled only for its newest trades.
+    backfill_max_trades: int = 100_000
+    # How far back the producer looks in the topic at start-up for the last trade ids.
+    resume_scan_records: int = 5_000
 
     def check(self) -> None:
         if self.okx_channel not in CHANNELS:
@@ -39,6 +43,7 @@ class ProducerSettings(KafkaSettings):
             "reconnect_min_delay_s",
             "reconnect_max_delay_s",
             "buffer_max_trades",
+            "backfill_max_trades",
         )
         if self.ping_interval_s >= 30:
             raise SettingsError("PING_INTERVAL_S must be under 30: OKX drops idle connections at 30 s")
