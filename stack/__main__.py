@@ -38,6 +38,7 @@ def specs(ports: c.Ports) -> tuple[list[c.Spec], dict]:
         c.producer(ports, service_env),
         c.api(ports, service_env),
         c.frontend(ports, service_env),
+        c.prometheus(STATE_DIR / "data", ports),
     ]
     topics = {service_env["KAFKA_TOPIC"]: TOPIC_PARTITIONS, service_env["KAFKA_DLQ_TOPIC"]: 1}
     return wanted, {"kafka": lambda: c.ensure_topics(ports.kafka, topics)}

@@ -20,6 +20,12 @@ JARS = CACHE / "jars"
 POM = ROOT / "stack" / "pom.xml"
 PYTHON = sys.executable
 
+# Shared with the Helm chart (which can only read files inside itself): the alerting rules
+# and the Kafka JMX exporter rules.
+MONITORING_FILES = ROOT / "charts" / "gostream" / "files"
+PROMETHEUS_RULES = MONITORING_FILES / "prometheus-rules.yaml"
+KAFKA_JMX_CONFIG = MONITORING_FILES / "kafka-jmx-exporter.yaml"
+
 KAFKA_HEAP = os.environ.get("GOSTREAM_KAFKA_HEAP", "-Xms256m -Xmx512m")
 QUESTDB_HEAP = os.environ.get("GOSTREAM_QUESTDB_HEAP", "-Xms128m -Xmx512m")
 
@@ -41,6 +47,8 @@ class Ports:
     api: int = 3000
     frontend: int = 8080
     exchange: int = 8443
+    prometheus: int = 9090
+    kafka_metrics: int = 9404  # the JMX exporter agent in the broker
 
     def shifted(self, offset: int) -> Ports:
         """Every port moved by ``offset``: a second stack beside the first."""
@@ -66,9 +74,10 @@ def _require(tool: str, hint: str) -> None:
 
 
 def ensure_jars() -> None:
-    """Fetch Kafka and QuestDB from Maven Central once; later calls download nothing."""
+    """Fetch Kafka, QuestDB and the JMX exporter agent from Maven Central once; later
+    calls download nothing."""
     _require("java", "install Java 17+, e.g. `apt-get install -y openjdk-17-jre-headless`")
-    for group in ("kafka", "questdb"):
+    for group in ("kafka", "questdb", "jmx"):
         target = JARS / group
         if target.is_dir() and any(target.glob("*.jar")):
             continue
@@ -115,6 +124,15 @@ def kafka_ready(port: int) -> bool:
 
 
 # -- the JVM servers --------------------------------------------------------
+def jmx_agent(port: int) -> list[str]:
+    """The JVM flag running the Prometheus JMX exporter in the broker on ``port`` (/metrics),
+    with the chart's rules; none when `make jars` has not fetched the agent."""
+    jar = next(iter(sorted((JARS / "jmx").glob("jmx_prometheus_javaagent-*.jar"))), None)
+    if jar is None:
+        return []
+    return [f"-javaagent:{jar}=127.0.0.1:{port}:{KAFKA_JMX_CONFIG}"]
+
+
 def kafka(data: Path, ports: Ports) -> Spec:
     home = data / "kafka"
     props = home / "server.properties"
@@ -159,6 +177,7 @@ def kafka(data: Path, ports: Ports) -> Spec:
         name="kafka",
         argv=["java", *KAFKA_HEAP.split(), "-XX:+UseG1GC",
               f"-Dlog4j2.configurationFile={ROOT / 'stack' / 'kafka-log4j2.properties'}",
+              *jmx_agent(ports.kafka_metrics),
               "-cp", classpath, "kafka.Kafka", str(props)],
         ready=lambda: kafka_ready(ports.kafka),
         url=f"127.0.0.1:{ports.kafka}",
@@ -289,4 +308,53 @@ def frontend(ports: Ports, env: dict[str, str]) -> Spec:
         ready=lambda: http_ok(f"http://127.0.0.1:{ports.frontend}/readyz"),
         url=f"http://127.0.0.1:{ports.frontend}/ (Goosey LLC - QuestDB View)",
         stop_timeout_s=10,
+    )
+
+
+# -- Prometheus ---------------------------------------------------------------
+def prometheus_config(ports: Ports, scrape_interval: str = "5s") -> dict:
+    """Scrape every part of the stack, each target labelled ``component`` as the alerting
+    rules expect (the chart's monitors set the same label in Kubernetes)."""
+    targets = {
+        "producer": ports.producer,
+        "consumer": ports.consumer,
+        "api": ports.api,
+        "frontend": ports.frontend,
+        "questdb": ports.questdb_health,
+        "kafka": ports.kafka_metrics,
+    }
+    jobs = [
+        {"job_name": name, "metrics_path": "/metrics",
+         "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"component": name}}]}
+        for name, port in targets.items()
+    ]
+    jobs.append({"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{ports.prometheus}"]}]})
+    return {
+        "global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval,
+                   "evaluation_interval": scrape_interval},
+        "rule_files": [str(PROMETHEUS_RULES)],
+        "scrape_configs": jobs,
+    }
+
+
+def prometheus(data: Path, ports: Ports, scrape_interval: str = "5s") -> Spec:
+    """Debian's Prometheus (`make monitoring-deps`), its config generated into ``data``."""
+    home = data / "prometheus"
+    config = home / "prometheus.yml"
+
+    def prepare() -> None:
+        _require("prometheus", "run `make monitoring-deps` (apt-get install prometheus)")
+        (home / "tsdb").mkdir(parents=True, exist_ok=True)
+        # JSON is YAML: no YAML library needed here.
+        config.write_text(json.dumps(prometheus_config(ports, scrape_interval), indent=2) + "\n")
+
+    return Spec(
+        name="prometheus",
+        argv=["prometheus", f"--config.file={config}", f"--storage.tsdb.path={home / 'tsdb'}",
+              f"--web.listen-address=127.0.0.1:{ports.prometheus}", "--storage.tsdb.retention.time=7d",
+              "--log.format=json"],
+        ready=lambda: http_ok(f"http://127.0.0.1:{ports.prometheus}/-/ready"),
+        url=f"http://127.0.0.1:{ports.prometheus}/ (Prometheus: /targets, /alerts)",
+        prepare=prepare,
+        stop_timeout_s=15,
     )

@@ -138,7 +138,7 @@ def test_health_and_metrics(api):
     with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=5) as response:
         text = response.read().decode()
     assert 'gostream_api_requests_total{endpoint="/candles",status="200"}' in text
-    assert "gostream_api_request_seconds_bucket" in text
+    assert "gostream_api_request_duration_seconds_bucket" in text
     assert "_created" not in text
 
 

@@ -6,7 +6,7 @@ import time
 from kafka import KafkaConsumer, TopicPartition
 
 from gostream.common.trade import Trade, encode
-from tests.conftest import TEST_PORTS, produce, read_topic, sql, unique, wait_for
+from tests.conftest import TEST_PORTS, metric, produce, read_topic, sql, unique, wait_for
 
 
 def trades(symbol: str, n: int, first_id: int = 1) -> list[Trade]:
@@ -75,6 +75,8 @@ def test_good_records_land_exactly_and_bad_ones_go_to_the_dlq(topic, services):
         assert headers["source.topic"].decode() == topic
         assert int(headers["source.offset"]) >= 0
     wait_for(lambda: committed_everything(topic), message="offsets committed up to the end")
+    assert metric(TEST_PORTS.consumer, "gostream_consumer_dlq_records_total") == 5
+    assert metric(TEST_PORTS.consumer, "gostream_consumer_rows_written_total") == 300
 
 
 def test_a_record_delivered_twice_is_stored_once(topic, services):

@@ -143,7 +143,7 @@ def _started() -> None:
 def _finished(response: Response) -> Response:
     endpoint = request.url_rule.rule if request.url_rule else "other"
     metrics.REQUESTS.labels(endpoint, str(response.status_code)).inc()
-    if endpoint != "/stream" and hasattr(g, "started"):
+    if hasattr(g, "started"):  # for /stream: until the event stream starts
         metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - g.started)
     return response
 

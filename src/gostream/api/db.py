@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,10 +62,12 @@ class Database:
             try:
                 # The driver's cursor directly: no result wrapping on the hot path.
                 cursor = conn.connection.dbapi_connection.cursor()
+                started = time.perf_counter()
                 try:
                     cursor.execute(sql, params)
                     return cursor.fetchall()
                 finally:
+                    metrics.DB_QUERY.observe(time.perf_counter() - started)
                     cursor.close()
             except psycopg2.Error as exc:
                 if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):

@@ -34,6 +34,13 @@ def _retry(what: str, action, stopping: threading.Event):
     raise SystemExit(0)
 
 
+def _require_topic(consumer: KafkaConsumer, topic: str) -> set[int]:
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise LookupError(f"topic {topic!r} does not exist (yet)")
+    return partitions
+
+
 def main() -> int:
     try:
         settings = load(ConsumerSettings)
@@ -84,9 +91,15 @@ def main() -> int:
             max_poll_records=settings.batch_max_records,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 4),
+            # A partition added later is picked up within this time.
+            metadata_max_age_ms=30_000,
         ),
         stopping,
     )
+    # Subscribing before the topic's metadata is known can leave the group leader with an
+    # empty assignment until the next metadata refresh: wait for the topic first.
+    starting[0] = f"waiting for topic {settings.kafka_topic}"
+    _retry("topic", lambda: _require_topic(consumer, settings.kafka_topic), stopping)
     ingest = Ingest(settings, consumer, sink, DeadLetters(dlq_producer, settings.kafka_dlq_topic), stopping)
     consumer.subscribe([settings.kafka_topic], listener=ingest)
     log.info("consumer started", extra={"topic": settings.kafka_topic, "group": settings.kafka_group_id})

@@ -94,6 +94,7 @@ class Ingest(ConsumerRebalanceListener):
         batch = self.consumer.poll(
             timeout_ms=int(self.settings.flush_interval_s * 1000), max_records=self.settings.batch_max_records
         )
+        metrics.update_lag(self.consumer)
         for partition, records in batch.items():
             if not records:
                 continue
@@ -113,7 +114,7 @@ class Ingest(ConsumerRebalanceListener):
         full = self.sink.rows >= self.settings.batch_max_records
         return full or time.monotonic() - self._batch_started >= self.settings.flush_interval_s
 
-    def checkpoint(self) -> bool:
+    def checkpoint(self, wait_for_commit: bool = True) -> bool:
         """Flush QuestDB and the DLQ, then commit. False (and rewound) on failure."""
         if not self._uncommitted:
             return True
@@ -131,7 +132,10 @@ class Ingest(ConsumerRebalanceListener):
         self._failing_since = 0.0
         metrics.HEALTHY.set(1)
         try:
-            self.consumer.commit()
+            if wait_for_commit:
+                self.consumer.commit()
+            else:
+                self.consumer.commit_async()
         except Exception as exc:
             # The rows are in QuestDB; re-reading them after a restart is harmless (DEDUP).
             metrics.COMMIT_ERRORS.inc()
@@ -147,9 +151,12 @@ class Ingest(ConsumerRebalanceListener):
                 self.consumer.seek(partition, offset)
         self._uncommitted.clear()
 
-    # ConsumerRebalanceListener: hand partitions over only with their work committed.
+    # ConsumerRebalanceListener: hand partitions over with their work flushed. kafka-python 3
+    # calls this on its network thread, where a blocking commit is refused: the commit is
+    # sent asynchronously (if it loses the race with the rebalance, the next owner re-reads
+    # rows QuestDB already has, which DEDUP absorbs).
     def on_partitions_revoked(self, revoked) -> None:
-        if not self.checkpoint():
+        if not self.checkpoint(wait_for_commit=False):
             log.warning("partitions revoked with an unflushed batch; the next owner re-reads it")
 
     def on_partitions_assigned(self, assigned) -> None:

@@ -1,5 +1,7 @@
 """The consumer's Prometheus metrics (prefix gostream_consumer_)."""
 
+import time
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECORDS_CONSUMED = Counter("gostream_consumer_records_consumed_total", "Kafka records read")
@@ -21,3 +23,45 @@ STORED_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 HEALTHY = Gauge("gostream_consumer_questdb_healthy", "1 while the last QuestDB flush succeeded")
+
+LAG = Gauge(
+    "gostream_consumer_lag_records",
+    "Records in an assigned partition not yet read: high watermark minus position",
+    ["topic", "partition"],
+)
+_lag_updated = [0.0]
+_lag_labels: set[tuple[str, str]] = set()
+
+
+def update_lag(consumer, every_s: float = 1.0) -> None:
+    """Refresh gostream_consumer_lag_records from the consumer's own state.
+
+    Call from the thread that polls (kafka-python's consumer is not thread-safe), e.g.
+    after each ``poll``; it does no network I/O and runs at most once per ``every_s``.
+    The high watermark comes with every fetch response; a partition none has arrived
+    for yet is left out. Partitions no longer assigned are removed.
+    """
+    now = time.monotonic()
+    if now - _lag_updated[0] < every_s:
+        return
+    _lag_updated[0] = now
+    seen = set()
+    try:
+        subscription = consumer._subscription  # kafka-python 3: position without a network round-trip
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = subscription.position(tp) if subscription.has_valid_position(tp) else None
+            if highwater is None or position is None:
+                continue
+            labels = (tp.topic, str(tp.partition))
+            LAG.labels(*labels).set(max(0, highwater - getattr(position, "offset", position)))
+            seen.add(labels)
+    except Exception:  # never let a metric break the ingest loop
+        return
+    for labels in _lag_labels - seen:
+        try:
+            LAG.remove(*labels)
+        except KeyError:
+            pass
+    _lag_labels.clear()
+    _lag_labels.update(seen)

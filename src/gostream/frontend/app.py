@@ -7,11 +7,11 @@ import logging
 import time
 from pathlib import Path
 
-from flask import Flask, Response, request, send_from_directory
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, disable_created_metrics
+from flask import Flask, Response, g, request, send_from_directory
 
 from gostream.common.health import HEALTH_PATHS, health_app
 from gostream.common.settings import load
+from gostream.frontend import metrics
 from gostream.frontend.proxy import Upstream
 from gostream.frontend.settings import FrontendSettings
 
@@ -21,24 +21,18 @@ STATIC = Path(__file__).resolve().parent / "static"
 VENDOR_JS = STATIC / "vendor" / "lightweight-charts.standalone.production.js"
 TITLE = "Goosey LLC - QuestDB View"
 
-disable_created_metrics()
-REQUESTS = Counter("gostream_frontend_requests_total", "HTTP requests answered", ["route", "status"])
-API_LATENCY = Histogram(
-    "gostream_frontend_api_seconds", "Time until the api's answer starts (proxied, not counting streaming)",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)
 
 
-def _registry() -> CollectorRegistry:
-    import os
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        collecting = CollectorRegistry()
-        multiprocess.MultiProcessCollector(collecting)
-        return collecting
-    return REGISTRY
+def _route() -> str:
+    """The metrics label of the current request: page, static, api or other."""
+    rule = request.url_rule.rule if request.url_rule else ""
+    if rule == "/":
+        return "page"
+    if rule.startswith("/static/"):
+        return "static"
+    if rule.startswith("/api/"):
+        return "api"
+    return "other"
 
 
 def create_app(settings: FrontendSettings | None = None) -> Flask:
@@ -55,10 +49,7 @@ def create_app(settings: FrontendSettings | None = None) -> Flask:
     @app.route("/api/", defaults={"path": ""}, methods=["GET", "HEAD"])
     @app.route("/api/<path:path>", methods=["GET", "HEAD"])
     def api(path: str) -> Response:
-        started = time.perf_counter()
-        response = upstream.forward(path)
-        API_LATENCY.observe(time.perf_counter() - started)
-        return response
+        return upstream.forward(path)
 
     @app.errorhandler(404)
     def not_found(_exc) -> Response:
@@ -73,10 +64,16 @@ def create_app(settings: FrontendSettings | None = None) -> Flask:
         log.error("unexpected error", exc_info=exc, extra={"path": request.path})
         return Response('{"error":"the frontend could not answer this request"}', status=503, mimetype="application/json")
 
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.perf_counter()
+
     @app.after_request
     def count(response: Response) -> Response:
-        route = "api" if request.path.startswith("/api/") else ("static" if request.path.startswith("/static/") else "page")
-        REQUESTS.labels(route, str(response.status_code)).inc()
+        route = _route()
+        metrics.REQUESTS.labels(route, str(response.status_code)).inc()
+        if hasattr(g, "started"):
+            metrics.LATENCY.labels(route).observe(time.perf_counter() - g.started)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
@@ -95,7 +92,7 @@ def create_app(settings: FrontendSettings | None = None) -> Flask:
             conn.close()
         return found
 
-    health = health_app(problems, _registry())
+    health = health_app(problems, metrics.registry())
     inner = app.wsgi_app
 
     def wsgi(environ, start_response):

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from flask import Response, request
 
+from gostream.frontend import metrics
+
 log = logging.getLogger(__name__)
 
 # Hop-by-hop headers (RFC 9110 7.6.1) are never forwarded; the WSGI server frames the body itself.
@@ -48,6 +50,7 @@ class Upstream:
             upstream = conn.getresponse()
         except OSError as exc:
             conn.close()
+            metrics.PROXY_ERRORS.labels("unreachable").inc()
             log.warning("api unreachable", extra={"error": str(exc), "api": f"{self.host}:{self.port}"})
             return Response('{"error":"the api is unreachable"}', status=502, mimetype="application/json")
 
@@ -56,19 +59,24 @@ class Upstream:
         if streaming:
             out_headers.append(("X-Accel-Buffering", "no"))
         return Response(
-            _relay(conn, upstream), status=upstream.status, headers=out_headers, direct_passthrough=True
+            _relay(conn, upstream, streaming), status=upstream.status, headers=out_headers, direct_passthrough=True
         )
 
 
-def _relay(conn: http.client.HTTPConnection, upstream: http.client.HTTPResponse) -> Iterator[bytes]:
+def _relay(conn: http.client.HTTPConnection, upstream: http.client.HTTPResponse, streaming: bool = False) -> Iterator[bytes]:
+    if streaming:
+        metrics.STREAMS.inc()
     try:
         while True:
             try:
                 chunk = upstream.read1(65536)
             except (OSError, http.client.HTTPException):
+                metrics.PROXY_ERRORS.labels("interrupted").inc()
                 return  # the api went away mid-body: end ours, the browser reconnects
             if not chunk:
                 return
             yield chunk
     finally:
+        if streaming:
+            metrics.STREAMS.dec()
         conn.close()

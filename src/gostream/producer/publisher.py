@@ -86,13 +86,14 @@ class Publisher:
             except Exception as exc:  # buffer exhausted or metadata timeout: Kafka is down
                 self._record_error(trade, exc)
                 continue
-            future.add_callback(self._on_sent)
+            future.add_callback(self._on_sent, trade)
             future.add_errback(self._record_error, trade)
             metrics.BUFFERED.set(self._queue.qsize())
 
-    def _on_sent(self, _metadata) -> None:
+    def _on_sent(self, trade: Trade, _metadata) -> None:
         self.published += 1
         metrics.TRADES_PUBLISHED.inc()
+        metrics.observe_published(trade.ts_ms)
 
     def _record_error(self, trade: Trade, exc: BaseException) -> None:
         self.on_lost(trade)
