@@ -19,6 +19,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="where data and logs go (default: a temp dir)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # the exchange's per-request lines
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
     d = args.duration
     plan = Plan(
