@@ -57,8 +57,10 @@ logs: ## tail the logs (C=<component>, F=1 to follow)
 test: deps venv jars $(TEST_PREREQS) ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-chaos: venv jars ## the long chaos run (DURATION=600 s, RATE=200/s): faults injected, exactly-once checked
-	$(PY) -m tests.chaos --duration $(or $(DURATION),600) --rate $(or $(RATE),200)
+CHAOS_DURATION ?= 600
+CHAOS_RATE ?= 200
+chaos: venv jars ## the long chaos run (CHAOS_DURATION=600 s, CHAOS_RATE=200/s): faults injected, exactly-once checked
+	$(PY) -m tests.chaos --duration $(CHAOS_DURATION) --rate $(CHAOS_RATE)
 
 clean: ## remove test output (keeps caches and stack data)
 	rm -rf test-artifacts .pytest_cache

@@ -57,7 +57,7 @@ def test_up_status_restart_down_and_up_again(stack_env):
     wait_for(lambda: (lambda comp: comp["restarts"] == 1 and comp["ready"] and comp["pid"] != consumer_pid)(
         components(state_dir)["consumer"]), timeout_s=60, message="the consumer restarted")
     before = stored()
-    wait_for(lambda: stored() > before, timeout_s=30, message="rows still growing after the restart")
+    wait_for(lambda: stored() > before, timeout_s=60, message="rows still growing after the restart")
 
     down = stack(env, "down", timeout=120)
     assert down.returncode == 0, down.stderr

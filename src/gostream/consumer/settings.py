@@ -9,8 +9,9 @@ from gostream.common.settings import KafkaSettings, QuestDBSettings, require_pos
 class ConsumerSettings(KafkaSettings, QuestDBSettings):
     kafka_group_id: str = "gostream-consumer"
     # A consumer that died without leaving the group holds its partitions this long;
-    # kafka-python's 45 s default would stall ingestion for that long after a crash.
-    kafka_session_timeout_ms: int = 10_000
+    # kafka-python's 45 s default would stall ingestion for that long after a crash; much
+    # shorter and a consumer starved of CPU for a moment is expelled from the group.
+    kafka_session_timeout_ms: int = 20_000
     health_port: int = 9102
     log_level: str = "INFO"
     # A batch is flushed to QuestDB (one transaction) and committed to Kafka when it

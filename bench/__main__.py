@@ -1,0 +1,101 @@
+"""python -m bench: run the benchmarks, print the numbers, write bench/results/<stamp>.json
+and the table in BENCHMARKS.md.
+
+    python -m bench                       # everything, N=2,000,000 for P1
+    python -m bench --n 200000 --only p1  # a quick P1
+    python -m bench --rates 2000,5000 --duration 30
+
+Benchmarks measure; nothing here asserts a timing. Numbers on a shared 2-core machine
+drift run to run: compare the figures of one run with each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import traceback
+
+from bench import report
+from bench.common import RESULTS, Stack, machine
+
+ALL = ("p1", "p2", "p3", "p4", "p5", "p6")
+
+
+def images() -> dict:
+    try:
+        out = subprocess.run(["podman", "image", "ls", "--format", "json"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"podman: {exc}"}
+    if out.returncode != 0:
+        return {"error": out.stderr.strip()[:300]}
+    sizes = {}
+    for image in json.loads(out.stdout or "[]"):
+        for name in image.get("Names") or []:
+            repo, _, tag = name.rpartition(":")
+            if repo.startswith("localhost/gostream-") and not repo.endswith("-base") and tag in ("dev", "test"):
+                sizes[f"{repo.removeprefix('localhost/')}:{tag}"] = round(image["Size"] / 1e6)
+    return sizes or {"error": "no localhost/gostream-*:dev or :test image: run `make images`"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--n", type=int, default=2_000_000, help="P1: trades pre-filled on the topic")
+    parser.add_argument("--rates", default="2000,5000,10000,20000,50000", help="P2: steps, trades/s")
+    parser.add_argument("--duration", type=float, default=60, help="P2: seconds per step")
+    parser.add_argument("--p4-rows", type=int, default=10_000_000, help="P4: trades in the table")
+    parser.add_argument("--only", default=",".join(ALL), help="comma list of " + ",".join(ALL))
+    args = parser.parse_args()
+    only = {x.strip().lower() for x in args.only.split(",") if x.strip()}
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: dict = {"stamp": stamp, "command": " ".join(["python -m bench", *sys.argv[1:]]), "machine": machine(),
+                     "params": vars(args), "benchmarks": {}}
+    out = RESULTS / f"{stamp}.json"
+
+    def save() -> None:
+        out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+    def attempt(name: str, fn) -> None:
+        started = time.monotonic()
+        try:
+            results["benchmarks"][name] = fn()
+        except Exception as exc:
+            traceback.print_exc()
+            results["benchmarks"][name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        results["benchmarks"][name]["wall_s"] = round(time.monotonic() - started, 1)
+        save()
+
+    with Stack() as stack:
+        if "p1" in only:
+            from bench import p1_ingest
+
+            attempt("p1", lambda: p1_ingest.run(stack, args.n, stamp))
+        if only & {"p2", "p3", "p6"}:
+            from bench import pipeline
+
+            rates = [int(r) for r in args.rates.split(",") if r.strip()] if "p2" in only else []
+            attempt("pipeline", lambda: pipeline.run(stack, stamp, rates, args.duration))
+        if only & {"p4", "p5", "p6"}:
+            from bench import api_load
+
+            attempt("p4", lambda: api_load.run(stack, stamp, args.p4_rows))
+        if "p5" in only:
+            from bench import browser
+
+            attempt("p5", lambda: browser.run(stack))
+    if "p6" in only:
+        results["benchmarks"]["images_mb"] = images()
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    save()
+    print(f"results: {out}", flush=True)
+    report.update(results)
+    print(report.table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The results table in BENCHMARKS.md, rewritten between its markers after each run.
+The table always shows one run, whole, so its numbers can be compared with each other
+(a run with ONLY= shows only what it ran)."""
+
+from __future__ import annotations
+
+from bench.common import c
+
+DOC = c.ROOT / "BENCHMARKS.md"
+BEGIN, END = "<!-- bench:table:begin -->", "<!-- bench:table:end -->"
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def _rows(r: dict) -> list[tuple[str, str, str, str, str]]:
+    b = r["benchmarks"]
+    rows = []
+    p1 = b.get("p1")
+    if p1:
+        if "error" in p1 and "ours" not in p1:
+            rows.append(("P1 ingest", "make bench ONLY=p1", f"error: {p1['error'][:200]}", "ours >= 1.0x connector", "n/a"))
+        else:
+            ours, bare = p1["ours"], p1["bare_anchor"]
+            rows.append(("P1 ingest", f"make bench ONLY=p1 N={p1['n']}",
+                         f"ours {ours['rows_per_s']:,} rows/s; bare kafka-python+questdb loop {bare['rows_per_s']:,} rows/s "
+                         f"(ours = {p1['ours_vs_bare']}x bare); official connector: not runnable (not on Maven Central)",
+                         "ours >= 1.0x connector", "n/a (no connector)"))
+    pipe = b.get("pipeline", {})
+    if "p2" in pipe:
+        p2 = pipe["p2"]
+        steps = "; ".join(f"{s['target_rate']:,}/s: achieved {s['achieved_rate']:,}, lost {s['lost']:,}, drained {s['drain_s']} s"
+                          for s in p2["steps"])
+        rows.append(("P2 pipeline", f"make bench ONLY=p2 (steps of {p2['duration_s']:.0f} s)",
+                     f"max sustained {p2['max_sustained_rate']:,} trades/s ({steps})", ">= 50,000 trades/s",
+                     _met(p2["max_sustained_rate"] >= 50_000)))
+    elif "error" in pipe:
+        rows.append(("P2/P3 pipeline", "make bench ONLY=p2,p3", f"error: {pipe['error'][:200]}", "", "n/a"))
+    if "p3" in pipe:
+        lat = pipe["p3"]["latency_ms"]
+        rows.append(("P3 latency", "make bench ONLY=p3",
+                     f"p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms (n={lat.get('n')}; exchange->producer p50 "
+                     f"{pipe['p3']['exchange_to_producer_ms'].get('p50')} ms, producer->visible p50 "
+                     f"{pipe['p3']['producer_to_visible_ms'].get('p50')} ms)",
+                     "p50 <= 20 ms, p99 <= 70 ms",
+                     _met(lat.get("n", 0) > 0 and lat["p50"] <= 20 and lat["p99"] <= 70)))
+    p4 = b.get("p4")
+    if p4:
+        if "candles" in p4:
+            cd, noop = p4["candles"], p4["noop"]
+            rows.append(("P4 API", f"make bench ONLY=p4 ({p4['connections']} connections, wrk)",
+                         f"/candles 1,440 bars over {p4['fill']['rows']:,} trades: {cd['req_per_s']:,} req/s, "
+                         f"p50 {cd['latency_ms'].get('p50')} ms, p99 {cd['latency_ms'].get('p99')} ms; /healthz "
+                         f"{noop['req_per_s']:,} req/s, p99 {noop['latency_ms'].get('p99')} ms; ratio {p4['ratio_vs_noop']}",
+                         "p99 <= 10 ms, req/s >= 0.5x no-op",
+                         _met(cd["latency_ms"].get("p99", 1e9) <= 10 and p4["ratio_vs_noop"] >= 0.5)))
+        else:
+            rows.append(("P4 API", "make bench ONLY=p4", f"error: {p4.get('error', '')[:200]}", "", "n/a"))
+    p5 = b.get("p5")
+    if p5:
+        if "latency_ms" in p5:
+            lat = p5["latency_ms"]
+            rows.append(("P5 browser", "make bench ONLY=p4,p5",
+                         f"p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms (n={lat.get('n')}, missed {p5['missed']})",
+                         "p99 <= 250 ms", _met(lat.get("n", 0) > 0 and p5["missed"] == 0 and lat["p99"] <= 250)))
+        else:
+            rows.append(("P5 browser", "make bench ONLY=p4,p5", f"error: {p5.get('error', '')[:200]}", "", "n/a"))
+    idle = {**pipe.get("idle_rss_mb", {}), **(p4 or {}).get("idle_rss_mb", {})}
+    if idle:
+        load = {**pipe.get("load_rss_mb", {}), **(p4 or {}).get("load_rss_mb", {})}
+        rows.append(("P6 RSS", "make bench ONLY=p6",
+                     "idle " + ", ".join(f"{k} {v} MB" for k, v in idle.items())
+                     + "; under load " + ", ".join(f"{k} {v} MB" for k, v in load.items())
+                     + " (gunicorn: master + workers)",
+                     "<= 80 MB idle per service", _met(all(v <= 80 for v in idle.values()))))
+    imgs = b.get("images_mb")
+    if imgs:
+        if "error" in imgs:
+            rows.append(("P6 images", "make images; make bench ONLY=p6", imgs["error"], "<= 150 MB per image", "n/a"))
+        else:
+            rows.append(("P6 images", "make images; make bench ONLY=p6",
+                         ", ".join(f"{k} {v} MB" for k, v in sorted(imgs.items())), "<= 150 MB per image",
+                         _met(all(v <= 150 for v in imgs.values()))))
+    return rows
+
+
+def table(r: dict) -> str:
+    m = r["machine"]
+    head = (f"Run `{r['stamp']}` (`bench/results/{r['stamp']}.json`), command `{r['command']}`; machine: "
+            f"{m['cpus']} x {m['cpu']}, {m['mem_gb']} GB, Python {m['python']}, load average at start "
+            f"{m['loadavg_at_start']}.\n\n")
+    lines = ["| benchmark | command | numbers | target | met |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in _rows(r)]
+    return head + "\n".join(lines)
+
+
+def update(r: dict) -> None:
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    before, rest = text.split(BEGIN, 1)
+    _, after = rest.split(END, 1)
+    DOC.write_text(f"{before}{BEGIN}\n{table(r)}\n{END}{after}")
