@@ -276,7 +276,7 @@ def exchange(ports: Ports, rate: float = 20.0) -> Spec:
 def readyz_problems(port: int) -> list[str]:
     """What a service's /readyz says is wrong, for progress messages."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
             return []
     except urllib.error.HTTPError as exc:
         try:

@@ -25,6 +25,20 @@ ARTIFACTS = c.ROOT / "test-artifacts"
 _names = itertools.count(1)
 
 
+# Extra listening ports come from a range of our own below the kernel's ephemeral range
+# (32768+), never from bind(0): a port the kernel hands out can be taken again at once,
+# as the source port of any outgoing connection or by another bind(0).
+_spare_ports = itertools.count(TEST_PORTS.kafka + 5000)
+
+
+def spare_port() -> int:
+    """A port nothing listens on, for a process a test starts beside the fixtures."""
+    for port in _spare_ports:
+        if not c.port_open(port):
+            return port
+    raise RuntimeError("unreachable")
+
+
 def unique(prefix: str) -> str:
     """A name no other test in this session uses (topics, groups, symbols)."""
     return f"{prefix}{os.getpid() % 1000}{next(_names)}"

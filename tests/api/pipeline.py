@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import socket
 import urllib.error
 import urllib.request
 from decimal import Decimal
@@ -20,7 +19,7 @@ import pytest
 
 from stack import components as c
 from stack.process import Process
-from tests.conftest import TEST_PORTS, sql, unique, wait_for
+from tests.conftest import TEST_PORTS, spare_port, sql, unique, wait_for
 from tests.okxsim import OkxExchange
 
 INTERVAL_SECONDS = {"1s": 1, "5s": 5, "15s": 15, "1m": 60, "5m": 300, "15m": 900, "30m": 1800,
@@ -44,7 +43,7 @@ class Pipeline:
         )
         # Health ports of their own: the `services` fixture's producer and consumer may run
         # beside these (this pipeline lives for the whole session).
-        ports = dataclasses.replace(TEST_PORTS, producer=_free_port(), consumer=_free_port())
+        ports = dataclasses.replace(TEST_PORTS, producer=spare_port(), consumer=spare_port())
         for name in ("consumer", "producer"):
             process = Process(getattr(c, name)(ports, env), self.log_dir)
             self.processes.append(process.start())
@@ -68,11 +67,6 @@ class Pipeline:
             wait_for(lambda: sql(f"SELECT count() n FROM trades WHERE symbol = '{symbol}'")[0]["n"] >= total,
                      60, message=f"{total} trades of {symbol} in QuestDB")
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def spread_trades(symbol: str, start_ms: int, span_s: int, n: int, seed: int = 7, first_id: int = 5_000_000) -> list[dict]:

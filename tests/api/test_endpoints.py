@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,7 +15,7 @@ from openapi_spec_validator import validate
 from stack import components as c
 from stack.process import Process
 from tests.api.pipeline import expected_candles, get
-from tests.conftest import TEST_PORTS
+from tests.conftest import TEST_PORTS, spare_port
 
 PORT = TEST_PORTS.api
 
@@ -142,16 +141,11 @@ def test_health_and_metrics(api):
     assert "_created" not in text
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_questdb_unreachable_gets_503(stack_dir):
     """An api of its own, pointed at a port where no QuestDB listens."""
-    port = _free_port()
-    ports = c.Ports(api=port, questdb_pg=_free_port())
+    port = spare_port()
+    ports = c.Ports(api=port, questdb_pg=spare_port())
     env = c.service_env(ports, LOG_LEVEL="INFO", WEB_CONCURRENCY="1")
     spec = c.api(ports, env)
     spec.ready = lambda: c.http_ok(f"http://127.0.0.1:{port}/healthz")

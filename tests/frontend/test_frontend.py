@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import time
 import urllib.request
 
 from stack import components as c
 from stack.process import Process
 from tests.api.pipeline import get
-from tests.conftest import TEST_PORTS
+from tests.conftest import TEST_PORTS, spare_port
 
 PORT = TEST_PORTS.frontend
 
@@ -64,12 +63,7 @@ def test_stream_is_relayed_unbuffered(frontend):
 
 
 def test_api_down_gives_502(stack_dir):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = sock.getsockname()[1]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    dead, port = spare_port(), spare_port()
     ports = c.Ports(frontend=port, api=dead)
     spec = c.frontend(ports, c.service_env(ports))
     spec.ready = lambda: c.http_ok(f"http://127.0.0.1:{port}/healthz")

@@ -5,7 +5,6 @@ with the shared alerting rules loaded. What it stores must agree with the truth.
 from __future__ import annotations
 
 import dataclasses
-import socket
 import threading
 import time
 import urllib.request
@@ -14,18 +13,13 @@ import pytest
 
 from stack import components as c
 from stack.process import Process
-from tests.conftest import TEST_PORTS, produce, sql, unique, wait_for
+from tests.conftest import TEST_PORTS, spare_port, produce, sql, unique, wait_for
 from tests.monitoring.conftest import PrometheusAPI, dashboard_exprs, grafana_to_promql, metric_names, rules, tool
 from tests.okxsim import OkxExchange, generate
 
 COMPONENTS = {"producer", "consumer", "api", "frontend", "questdb", "kafka"}
 FAST_RECONNECT = {"RECONNECT_INITIAL_DELAY_S": "0.1", "RECONNECT_MIN_DELAY_S": "0.2", "RECONNECT_MAX_DELAY_S": "1"}
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass
@@ -53,7 +47,7 @@ def pipeline(kafka, questdb, api, stack_dir):
     if not VENDOR_JS.exists():
         pytest.fail(f"{VENDOR_JS} is missing: run `make frontend-assets` (make test does)")
     # The frontend on a port of its own: tests/frontend may hold TEST_PORTS.frontend.
-    ports = dataclasses.replace(TEST_PORTS, frontend=_free_port())
+    ports = dataclasses.replace(TEST_PORTS, frontend=spare_port())
     if c.port_open(ports.prometheus):
         pytest.fail(f"port {ports.prometheus} is taken: stop whatever listens there (an earlier test run?)")
     topic = unique("mon-")
@@ -176,8 +170,10 @@ def test_api_and_frontend_series(pipeline):
     wait_for(lambda: prom.value('sum(gostream_api_requests_total{endpoint="/candles", status="200"})') == before + 2,
              timeout_s=15, message="two /candles requests counted (direct and proxied)")
     assert prom.value('sum(gostream_api_requests_total{endpoint="/candles", status="400"})') >= 1
-    assert prom.value('sum(gostream_frontend_requests_total{route="api", status="200"})') == 1
-    assert prom.value('sum(gostream_frontend_requests_total{route="page", status="200"})') == 1
+    # The frontend is a target of its own, scraped on its own schedule.
+    wait_for(lambda: prom.value('sum(gostream_frontend_requests_total{route="api", status="200"})') == 1
+             and prom.value('sum(gostream_frontend_requests_total{route="page", status="200"})') == 1,
+             timeout_s=15, message="the proxied request and the page counted by the frontend")
     assert prom.value("sum(gostream_api_db_query_duration_seconds_count)") > 0
     assert prom.value('sum(gostream_api_request_duration_seconds_count{endpoint="/candles"})') >= 3
     assert prom.value("sum(gostream_frontend_proxy_errors_total)") == 0
@@ -196,6 +192,8 @@ def test_dashboard_and_alerts_use_only_live_metric_names(pipeline):
     live targets export (services' /metrics, QuestDB's, the brokers' JMX exporter), and
     every dashboard query runs."""
     wait_for(lambda: pipeline.prom.value("sum(gostream_consumer_dlq_records_total)"), message="data (previous tests)")
+    wait_for(lambda: pipeline.prom.value("sum(gostream_frontend_requests_total)"), timeout_s=15,
+             message="the frontend's request series scraped (previous test)")
     live = pipeline.prom.names()
     used = {}
     for expr in dashboard_exprs():
