@@ -15,7 +15,7 @@ from gostream.api.db import Database, Unavailable, make_engine
 from gostream.api.openapi import document
 from gostream.api.settings import ApiSettings
 from gostream.api.stream import Hub, sse
-from gostream.common.health import HEALTH_PATHS, health_app
+from gostream.common.health import mount_health
 from gostream.common.settings import load
 
 log = logging.getLogger("gostream.api")
@@ -162,13 +162,5 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     app.before_request(_started)
     app.after_request(_finished)
 
-    health = health_app(services.db.ping, metrics.registry())
-    inner = app.wsgi_app
-
-    def wsgi(environ, start_response):
-        if environ.get("PATH_INFO") in HEALTH_PATHS:
-            return health(environ, start_response)
-        return inner(environ, start_response)
-
-    app.wsgi_app = wsgi  # type: ignore[method-assign]
+    mount_health(app, services.db.ping, metrics.registry())
     return app

@@ -50,6 +50,19 @@ def health_app(problems: Problems, registry: CollectorRegistry = REGISTRY):
     return app
 
 
+def mount_health(app, problems: Problems, registry: CollectorRegistry = REGISTRY) -> None:
+    """Serve the health paths from a Flask app's own port, ahead of its routes."""
+    health = health_app(problems, registry)
+    inner = app.wsgi_app
+
+    def wsgi(environ, start_response):
+        if environ.get("PATH_INFO") in HEALTH_PATHS:
+            return health(environ, start_response)
+        return inner(environ, start_response)
+
+    app.wsgi_app = wsgi
+
+
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True

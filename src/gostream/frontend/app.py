@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask, Response, g, request, send_from_directory
 
-from gostream.common.health import HEALTH_PATHS, health_app
+from gostream.common.health import mount_health
 from gostream.common.settings import load
 from gostream.frontend import metrics
 from gostream.frontend.proxy import Upstream
@@ -92,13 +92,5 @@ def create_app(settings: FrontendSettings | None = None) -> Flask:
             conn.close()
         return found
 
-    health = health_app(problems, metrics.registry())
-    inner = app.wsgi_app
-
-    def wsgi(environ, start_response):
-        if environ.get("PATH_INFO") in HEALTH_PATHS:
-            return health(environ, start_response)
-        return inner(environ, start_response)
-
-    app.wsgi_app = wsgi  # type: ignore[method-assign]
+    mount_health(app, problems, metrics.registry())
     return app
