@@ -33,13 +33,8 @@ def main() -> int:
         questdb_down_s=args.questdb_down,
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gostream-chaos-"))
-    chaos = Chaos(workdir, plan)
     print(f"chaos: {d:.0f} s at {args.rate:.0f} trades/s; data and logs in {workdir}", flush=True)
-    try:
-        chaos.start()
-        report = chaos.run()
-    finally:
-        chaos.stop()
+    report = Chaos(workdir, plan).execute()
     print(report.summary())
     return 0 if report.ok else 1
 

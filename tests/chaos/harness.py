@@ -113,6 +113,14 @@ class Chaos:
             process.stop()
         self.exchange.stop()
 
+    def execute(self) -> Report:
+        """Start everything, run the plan, stop everything; the report says what was found."""
+        try:
+            self.start()
+            return self.run()
+        finally:
+            self.stop()
+
     # -- the run --------------------------------------------------------------
     def note(self, what: str) -> None:
         line = f"t={time.monotonic() - self._t0:6.1f}s {what}"

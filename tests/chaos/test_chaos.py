@@ -6,12 +6,7 @@ from tests.chaos.harness import Chaos, Plan
 
 
 def test_exactly_once_under_faults(tmp_path):
-    chaos = Chaos(tmp_path, Plan())
-    try:
-        chaos.start()
-        report = chaos.run()
-    finally:
-        chaos.stop()
+    report = Chaos(tmp_path, Plan()).execute()
     print(report.summary())
     assert len(report.injected) >= 14  # every planned fault really happened
     assert report.emitted >= 9000
