@@ -3,7 +3,7 @@ libraries (kafka-python, questdb ILP/HTTP): poll, json.loads, row, flush, commit
 validation, no dead letters, no metrics. What our consumer costs above this is overhead
 we chose; what this costs is the libraries' floor.
 
-python -m bench.bare_sink --bootstrap 127.0.0.1:64092 --topic p1 --questdb 127.0.0.1:64000 --table trades_bare --n 2000000
+python -m bench.bare_sink --bootstrap 127.0.0.1:17092 --topic p1 --questdb 127.0.0.1:17000 --table trades_bare --n 2000000
 """
 
 from __future__ import annotations

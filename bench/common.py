@@ -1,9 +1,9 @@
 """What every benchmark shares: a stack of real processes on ports of its own, SQL,
 process memory, percentiles, a sampling profiler.
 
-Ports are the defaults + 55000 (Kafka 64092, QuestDB 64000/63812/64003, api 58000,
-frontend 63080, producer 64101, consumer 64102), so `make up` and test sessions (offsets
-10000..50000) are left alone. Data lives in .cache/bench/ (git-ignored) and is wiped at
+Ports are the defaults + 8000 (Kafka 17092, QuestDB 17000/16812/17003, api 11000,
+frontend 16080, producer 17101, consumer 17102), so `make up` and test sessions are left
+alone, all below the kernel's ephemeral range (32768+). Data lives in .cache/bench/ (git-ignored) and is wiped at
 the start of every run.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from stack import components as c
 from stack.process import Process
 
-PORT_OFFSET = int(os.environ.get("GOSTREAM_BENCH_PORT_OFFSET") or 55000)
+PORT_OFFSET = int(os.environ.get("GOSTREAM_BENCH_PORT_OFFSET") or 8000)
 PORTS = c.Ports().shifted(PORT_OFFSET)
 WORK = c.ROOT / ".cache" / "bench"
 RESULTS = c.ROOT / "bench" / "results"

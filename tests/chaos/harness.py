@@ -1,7 +1,7 @@
 """Chaos for the ingest path: a steady trade stream while processes are killed and
 dependencies vanish, then a check that QuestDB holds exactly what the exchange printed.
 
-Everything runs for real on ports of its own (default + 50000): the simulated OKX
+Everything runs for real on ports of its own (default + 3000): the simulated OKX
 exchange, a Kafka broker, a QuestDB server, the consumer and the producer. The harness
 plays Kubernetes: it restarts what it killed.
 """
@@ -68,7 +68,7 @@ class Report:
 
 
 class Chaos:
-    def __init__(self, workdir: Path, plan: Plan, port_offset: int = 50000) -> None:
+    def __init__(self, workdir: Path, plan: Plan, port_offset: int = 3000) -> None:
         self.plan = plan
         self.ports = c.Ports().shifted(port_offset)
         self.workdir = workdir

@@ -29,12 +29,13 @@ HELM_PATH = REPO / ".cache" / "bin" / "helm"
 KUBE_VERSION = "v1.37.2"  # what k8s-test/build.sh pins
 ETCD_VERSION = "3.7.0"
 
-# Loopback ports of this control plane; GOSTREAM_K8S_PORT_OFFSET shifts them all, so two
+# Loopback ports of this control plane, below the kernel's ephemeral range (32768+), where
+# an outgoing connection could hold them; GOSTREAM_K8S_PORT_OFFSET shifts them all, so two
 # sessions can run side by side.
 _OFFSET = int(os.environ.get("GOSTREAM_K8S_PORT_OFFSET") or 0)
-ETCD_CLIENT_PORT = 42379 + _OFFSET
-ETCD_PEER_PORT = 42380 + _OFFSET
-APISERVER_PORT = 46443 + _OFFSET
+ETCD_CLIENT_PORT = 25379 + _OFFSET
+ETCD_PEER_PORT = 25380 + _OFFSET
+APISERVER_PORT = 26443 + _OFFSET
 # The process ids of a running control plane, so that a session killed before its teardown
 # does not leave the next one with taken ports.
 PID_FILE = REPO / ".cache" / "k8s" / f"control-plane-{APISERVER_PORT}.pids"

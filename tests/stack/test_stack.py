@@ -11,7 +11,7 @@ import pytest
 from stack import components as c
 from tests.conftest import sql, wait_for
 
-OFFSET = 30000
+OFFSET = 12000
 PORTS = c.Ports().shifted(OFFSET)
 
 
