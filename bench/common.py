@@ -3,8 +3,9 @@ process memory, percentiles, a sampling profiler.
 
 Ports are the defaults + 8000 (Kafka 17092, QuestDB 17000/16812/17003, api 11000,
 frontend 16080, producer 17101, consumer 17102), so `make up` and test sessions are left
-alone, all below the kernel's ephemeral range (32768+). Data lives in .cache/bench/ (git-ignored) and is wiped at
-the start of every run.
+alone, all below the kernel's ephemeral range (32768+); GOSTREAM_BENCH_PORT_OFFSET moves them.
+Data lives in .cache/bench/ (git-ignored; GOSTREAM_BENCH_DIR moves it) and is wiped at the
+start of every run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from stack.process import Process
 
 PORT_OFFSET = int(os.environ.get("GOSTREAM_BENCH_PORT_OFFSET") or 8000)
 PORTS = c.Ports().shifted(PORT_OFFSET)
-WORK = c.ROOT / ".cache" / "bench"
+WORK = Path(os.environ.get("GOSTREAM_BENCH_DIR") or c.ROOT / ".cache" / "bench")
 RESULTS = c.ROOT / "bench" / "results"
 PY_SPY = Path(c.PYTHON).with_name("py-spy")
 
