@@ -3,9 +3,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from gostream.common.health import HealthServer
+from gostream.common.health import HealthServer, observe_many
 
 PROBE_COUNTER = Counter("gostream_test_probe_total", "A counter only this test increments")
 
@@ -63,3 +63,20 @@ def test_metrics_in_prometheus_text_format(server):
 def test_unknown_path_is_404(server):
     health, _ = server
     assert get(health.port, "/nope")[0] == 404
+
+
+def test_observe_many_counts_like_observe_one_by_one():
+    # Values on a bound, between bounds, below the first and beyond the last (+Inf).
+    values = [0.0, 0.01, 0.0100001, 0.3, 1.0, 2.5, 7.0, 1e9, 0.01, 0.5]
+    buckets = (0.01, 0.5, 1.0, 2.5, 5.0)
+    one_by_one = Histogram("h", "h", buckets=buckets, registry=CollectorRegistry())
+    for value in values:
+        one_by_one.observe(value)
+    many = Histogram("h", "h", buckets=buckets, registry=CollectorRegistry())
+    observe_many(many, values)
+
+    def samples(histogram):
+        return [(s.name, s.labels, s.value) for m in histogram.collect() for s in m.samples if not s.name.endswith("_created")]
+
+    assert samples(many) == samples(one_by_one)
+    assert dict(((s[0], s[1].get("le")), s[2]) for s in samples(many))[("h_bucket", "0.01")] == 3

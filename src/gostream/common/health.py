@@ -10,16 +10,33 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, make_wsgi_app
 
 Problems = Callable[[], list[str]]
 HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
 
 log = logging.getLogger(__name__)
+
+
+def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
+    """``histogram.observe(v)`` for every value, with one lock round per bucket instead of
+    two per value: per-trade observes were ~10 % of the consumer's CPU. Uses the client's
+    bucket internals (tests/common/test_health.py checks the result equals observe())."""
+    bounds = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    total = 0.0
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # first bound >= value, as observe() does
+        total += value
+    histogram._sum.inc(total)
+    for bucket, count in zip(histogram._buckets, counts):
+        if count:
+            bucket.inc(count)
 
 
 def _json(start_response, status: str, body: dict) -> Iterable[bytes]:

@@ -23,6 +23,8 @@ from gostream.consumer.sink import QuestDBSink
 
 log = logging.getLogger(__name__)
 
+IDLE_POLL_S = 0.2
+
 
 class DeadLetters:
     """Bad records, byte for byte, to the DLQ topic with the reason in headers."""
@@ -48,6 +50,12 @@ class DeadLetters:
         if self.pending:
             self._producer.flush(timeout=timeout_s)
             self.pending = 0
+
+
+def _count_commit_errors(offsets, response) -> None:
+    if isinstance(response, Exception):
+        metrics.COMMIT_ERRORS.inc()
+        log.warning("offset commit failed", extra={"error": str(response)})
 
 
 class Ingest(ConsumerRebalanceListener):
@@ -83,17 +91,20 @@ class Ingest(ConsumerRebalanceListener):
         while not self.stopping.is_set():
             self._poll_once()
             if self._due():
-                if self.checkpoint():
+                if self.checkpoint(wait_for_commit=False):
                     delay = 1.0
                 else:
                     self.stopping.wait(delay)  # QuestDB is down: back off, don't spin
                     delay = min(delay * 2, self.settings.retry_max_delay_s)
-        self.checkpoint()
+        self.checkpoint(wait_for_commit=True)
 
     def _poll_once(self) -> None:
-        batch = self.consumer.poll(
-            timeout_ms=int(self.settings.flush_interval_s * 1000), max_records=self.settings.batch_max_records
-        )
+        # With a batch open, wait only as long as it may still wait; idle, a poll returns
+        # as soon as a record arrives anyway, and the timeout only paces the stop check.
+        wait_s = IDLE_POLL_S
+        if self._uncommitted:
+            wait_s = max(0.0, self._batch_started + self.settings.flush_interval_s - time.monotonic())
+        batch = self.consumer.poll(timeout_ms=int(wait_s * 1000), max_records=self.settings.batch_max_records)
         metrics.update_lag(self.consumer)
         for partition, records in batch.items():
             if not records:
@@ -114,8 +125,12 @@ class Ingest(ConsumerRebalanceListener):
         full = self.sink.rows >= self.settings.batch_max_records
         return full or time.monotonic() - self._batch_started >= self.settings.flush_interval_s
 
-    def checkpoint(self, wait_for_commit: bool = True) -> bool:
-        """Flush QuestDB and the DLQ, then commit. False (and rewound) on failure."""
+    def checkpoint(self, wait_for_commit: bool) -> bool:
+        """Flush QuestDB and the DLQ, then commit. False (and rewound) on failure.
+
+        While running, the commit is sent without waiting for its answer (a round trip per
+        batch saved; a commit that fails is covered by the next one, and after a crash the
+        rows read again are absorbed by DEDUP). At shutdown it is waited for."""
         if not self._uncommitted:
             return True
         try:
@@ -135,7 +150,7 @@ class Ingest(ConsumerRebalanceListener):
             if wait_for_commit:
                 self.consumer.commit()
             else:
-                self.consumer.commit_async()
+                self.consumer.commit_async(callback=_count_commit_errors)
         except Exception as exc:
             # The rows are in QuestDB; re-reading them after a restart is harmless (DEDUP).
             metrics.COMMIT_ERRORS.inc()

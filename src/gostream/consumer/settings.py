@@ -12,15 +12,17 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     # kafka-python's 45 s default would stall ingestion for that long after a crash; much
     # shorter and a consumer starved of CPU for a moment is expelled from the group.
     kafka_session_timeout_ms: int = 20_000
+    kafka_fetch_max_wait_ms: int = 50
     health_port: int = 9102
     log_level: str = "INFO"
     # A batch is flushed to QuestDB (one transaction) and committed to Kafka when it
-    # holds this many records, or when its oldest record has waited this long.
+    # holds this many records, or when its oldest record has waited this long. Short, so
+    # a trade is visible within milliseconds; under load a batch fills up first anyway.
     batch_max_records: int = 5000
-    flush_interval_s: float = 0.2
+    flush_interval_s: float = 0.01
     # How long the questdb client itself retries a failed flush before we rewind.
     questdb_retry_timeout_s: float = 5.0
     retry_max_delay_s: float = 30.0
 
     def check(self) -> None:
-        require_positive(self, "kafka_session_timeout_ms", "batch_max_records", "flush_interval_s", "retry_max_delay_s")
+        require_positive(self, "kafka_session_timeout_ms", "kafka_fetch_max_wait_ms", "batch_max_records", "flush_interval_s", "retry_max_delay_s")

@@ -10,6 +10,7 @@ import time
 
 from questdb import Sender, TimestampMicros, TimestampNanos
 
+from gostream.common.health import observe_many
 from gostream.common.trade import Trade
 from gostream.consumer import metrics
 from gostream.consumer.schema import TRADES_TABLE
@@ -56,8 +57,7 @@ class QuestDBSink:
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(self.rows)
         metrics.ROWS_WRITTEN.inc(self.rows)
-        for ts_ms in self._exchange_ms:
-            metrics.STORED_LATENCY.observe(max(0.0, acked - ts_ms / 1000))
+        observe_many(metrics.STORED_LATENCY, [max(0.0, acked - ts_ms / 1000) for ts_ms in self._exchange_ms])
         self.discard()
 
     def discard(self) -> None:
