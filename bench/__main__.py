@@ -45,6 +45,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=2_000_000, help="P1: trades pre-filled on the topic")
     parser.add_argument("--rates", default="2000,5000,10000,20000,50000", help="P2: steps, trades/s")
     parser.add_argument("--duration", type=float, default=60, help="P2: seconds per step")
+    parser.add_argument("--per-push", type=int, default=1,
+                        help="P2: trades per WebSocket push (1: OKX trades-all, one trade per push)")
     parser.add_argument("--p4-rows", type=int, default=10_000_000, help="P4: trades in the table")
     parser.add_argument("--only", default=",".join(ALL), help="comma list of " + ",".join(ALL))
     args = parser.parse_args()
@@ -78,7 +80,7 @@ def main() -> int:
             from bench import pipeline
 
             rates = [int(r) for r in args.rates.split(",") if r.strip()] if "p2" in only else []
-            attempt("pipeline", lambda: pipeline.run(stack, stamp, rates, args.duration))
+            attempt("pipeline", lambda: pipeline.run(stack, stamp, rates, args.duration, args.per_push))
         if only & {"p4", "p5", "p6"}:
             from bench import api_load
 

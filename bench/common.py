@@ -139,6 +139,24 @@ def rss_mb(pid: int | None, tree: bool = True) -> float:
     return round(total_kb / 1024, 1)
 
 
+def memory_mb(pid: int | None) -> dict:
+    """Memory of ``pid`` and its children (gunicorn workers), in MB: ``rss`` counts pages the
+    processes share once per process; ``pss`` (proportional set size, from smaps_rollup)
+    splits each shared page among its sharers, so it sums to what the service really costs."""
+    if pid is None:
+        return {"rss": 0.0, "pss": 0.0}
+    kb = {"Rss:": 0, "Pss:": 0}
+    for p in [pid] + _children(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                key = line.split(None, 1)[0] if line else ""
+                if key in kb:
+                    kb[key] += int(line.split()[1])
+        except OSError:
+            pass
+    return {"rss": round(kb["Rss:"] / 1024, 1), "pss": round(kb["Pss:"] / 1024, 1)}
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU time of ``pid`` and its children so far."""
     if pid is None:

@@ -1,17 +1,19 @@
 # Benchmarks (issue 8): `make bench` starts its own Kafka, QuestDB and services on ports
-# +55000, runs P1..P6, prints the numbers, writes bench/results/<stamp>.json and the
+# +8000 (GOSTREAM_BENCH_PORT_OFFSET), runs P1..P6, prints the numbers, writes bench/results/<stamp>.json and the
 # table in BENCHMARKS.md. Included by the main Makefile, which defines PY and apt-ensure.
 #
 #   make bench                      everything (P1 with N=2,000,000 trades)
 #   make bench N=200000             a quicker P1
 #   make bench ONLY=p1,p3           some of p1 p2 p3 p4 p5 p6
 #   make bench RATES=2000,5000 DURATION=30   P2 steps (trades/s) and seconds per step
+#   make bench ONLY=p2 PER_PUSH=10  P2 with 10 trades per WebSocket push (OKX trades-all: 1)
 #   make bench P4_ROWS=1000000      a smaller P4 table
 
 N ?= 2000000
 ONLY ?= p1,p2,p3,p4,p5,p6
 RATES ?= 2000,5000,10000,20000,50000
 DURATION ?= 60
+PER_PUSH ?= 1
 P4_ROWS ?= 10000000
 
 .PHONY: bench bench-deps
@@ -19,5 +21,5 @@ P4_ROWS ?= 10000000
 bench-deps: ## install wrk (P4's load generator) with apt-get, once
 	$(call apt-ensure,wrk,--no-install-recommends)
 
-bench: deps venv jars frontend-assets bench-deps ## run the benchmarks (N=, ONLY=, RATES=, DURATION=, P4_ROWS=)
-	$(PY) -m bench --n $(N) --only $(ONLY) --rates $(RATES) --duration $(DURATION) --p4-rows $(P4_ROWS)
+bench: deps venv jars frontend-assets bench-deps ## run the benchmarks (N=, ONLY=, RATES=, DURATION=, PER_PUSH=, P4_ROWS=)
+	$(PY) -m bench --n $(N) --only $(ONLY) --rates $(RATES) --duration $(DURATION) --per-push $(PER_PUSH) --p4-rows $(P4_ROWS)

@@ -263,11 +263,13 @@ def consumer(ports: Ports, env: dict[str, str]) -> Spec:
     )
 
 
-def exchange(ports: Ports, rate: float = 20.0) -> Spec:
-    """The simulated OKX exchange (for a machine without internet, and for demos)."""
+def exchange(ports: Ports, rate: float = 20.0, control: bool = False) -> Spec:
+    """The simulated OKX exchange (for a machine without internet, and for demos); with
+    ``control``, driven over HTTP /sim/* (benchmarks) and quiet unless asked."""
+    argv = [PYTHON, "-m", "tests.okxsim", "--port", str(ports.exchange), "--rate", str(rate)]
     return Spec(
         name="exchange",
-        argv=[PYTHON, "-m", "tests.okxsim", "--port", str(ports.exchange), "--rate", str(rate)],
+        argv=argv + (["--symbols", "", "--control"] if control else []),
         ready=lambda: port_open(ports.exchange),
         url=f"ws://127.0.0.1:{ports.exchange}/ws/v5/business (simulated OKX)",
     )

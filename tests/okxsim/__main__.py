@@ -20,6 +20,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--rate", type=float, default=20.0, help="trades per second per symbol")
     parser.add_argument("--symbols", default="BTC-USDT,ETH-USDT")
+    parser.add_argument("--control", action="store_true",
+                        help="serve /sim/status and /sim/firehose (benchmarks drive the exchange over HTTP)")
     args = parser.parse_args()
 
     stop = threading.Event()
@@ -30,10 +32,12 @@ def main() -> None:
     next_id = {s: int(time.time() * 1000) for s in symbols}
     last_px = {s: prices.get(s, 100.0) for s in symbols}
     tick = 0.1
-    with OkxExchange(host="127.0.0.1", port=args.port) as exchange:
+    with OkxExchange(host="127.0.0.1", port=args.port, control=args.control) as exchange:
         print(f"simulated OKX on ws://127.0.0.1:{exchange.port}/ws/v5/business, {args.rate}/s per symbol", flush=True)
         carry = 0.0
         while not stop.wait(tick):
+            if not symbols or args.rate <= 0:
+                continue
             carry += args.rate * tick
             n, carry = int(carry), carry - int(carry)
             if n == 0:

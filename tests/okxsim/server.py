@@ -40,8 +40,12 @@ class Client:
 
 
 class OkxExchange:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = 30.0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = 30.0,
+                 control: bool = False) -> None:
         self.host, self.port = host, port
+        # HTTP /sim/* endpoints, for driving an exchange that runs in its own process.
+        self.control = control
+        self._firehose_task: asyncio.Task | None = None
         self.idle_timeout_s = idle_timeout_s
         self.tape: dict[str, list[dict]] = defaultdict(list)  # every trade ever emitted
         self._last_order: dict[str, list[dict]] = {}  # fills of the latest emitted order
@@ -96,14 +100,19 @@ class OkxExchange:
             await self._stop
             reaper.cancel()
 
-    def _call(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+    def _call(self, coro, timeout_s: float = 10):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
     # -- control (from any thread) ------------------------------------------
     def emit(self, trades: list[dict]) -> None:
         """Print trades: tape them and push them to subscribers, one push per item on
         ``trades-all``, aggregated pushes with ``count`` on ``trades``."""
         self._call(self._emit(trades))
+
+    def firehose(self, symbol: str, first_id: int, rate: float, duration_s: float, per_push: int = 1) -> dict:
+        """Push consecutive trades of ``symbol`` at ``rate`` trades/s for ``duration_s``
+        (see ``_firehose``) and return what was sent; blocks until done."""
+        return self._call(self._firehose(symbol, first_id, rate, duration_s, per_push), duration_s + 30)
 
     def drop_connections(self) -> None:
         """Cut every client's TCP connection without a closing handshake."""
@@ -198,6 +207,51 @@ class OkxExchange:
                 if symbol in client.symbols:
                     await self._push(client, symbol, fills)
 
+    async def _firehose(self, symbol: str, first_id: int, rate: float, duration_s: float, per_push: int) -> dict:
+        """A load generator on the exchange's own loop: frames built from a template (no
+        per-trade json.dumps), ``per_push`` trades in each push's ``data`` (1 = OKX
+        trades-all), paced to ``rate``. Sends wait for the socket, so a slow reader slows
+        the firehose: ``achieved_rate`` says what was really offered. Not taped (a 60 s
+        run would hold millions of dicts): no REST backfill for these trades.
+
+        ``sent``: [first trade id, count, wall time the frames were handed to the socket]
+        per burst, for latency measurements."""
+        clients = [c for c in self._clients if symbol in c.symbols and c.channel == "trades-all"]
+        head = '{"arg":' + json.dumps({"channel": "trades-all", "instId": symbol}, separators=(",", ":")) + ',"data":['
+        item = ('{"instId":"' + symbol + '","tradeId":"%d","px":"%.1f","sz":"0.%05d","side":"%s","ts":"%s"}')
+        sides = ("sell", "buy")
+        sent: list[list] = []
+        next_id = first_id
+        started = time.monotonic()
+        while (now := time.monotonic()) - started < duration_s:
+            due = int(rate * (now - started)) - (next_id - first_id)
+            if due <= 0:
+                await asyncio.sleep(0.001)
+                continue
+            due = min(due, max(per_push, int(rate * 0.01)))  # bursts of at most 10 ms
+            ts = str(int(time.time() * 1000))
+            ids = range(next_id, next_id + due)
+            items = [item % (i, 30000 + (i % 991) * 0.1, i % 99999 + 1, sides[i & 1], ts) for i in ids]
+            frames = [head + ",".join(items[k:k + per_push]) + "]}" for k in range(0, due, per_push)]
+            wall = time.time()
+            for client in clients:
+                for frame in frames:
+                    try:
+                        await client.ws.send(frame)
+                    except ConnectionClosed:
+                        break
+            sent.append([next_id, due, wall])
+            next_id += due
+        elapsed = time.monotonic() - started
+        emitted = next_id - first_id
+        if emitted:
+            last = next_id - 1
+            self._last_order[symbol] = [json.loads(item % (last, 30000 + (last % 991) * 0.1, last % 99999 + 1,
+                                                           sides[last & 1], ts))]
+        return {"first_id": first_id, "last_id": next_id - 1, "emitted": emitted, "per_push": per_push,
+                "achieved_rate": round(emitted / elapsed) if elapsed else 0, "seconds": round(elapsed, 1),
+                "sent": sent}
+
     async def _drop(self) -> None:
         for client in list(self._clients):
             client.ws.transport.abort()
@@ -225,6 +279,8 @@ class OkxExchange:
             return None
         url = urllib.parse.urlsplit(request.path)
         query = dict(urllib.parse.parse_qsl(url.query))
+        if self.control and url.path.startswith("/sim/"):
+            return self._control(connection, url.path, query)
         if url.path != "/api/v5/market/history-trades":
             return _json(connection, 404, {"code": "50000", "msg": f"unknown path {url.path}", "data": []})
         self.rest_requests += 1
@@ -235,6 +291,30 @@ class OkxExchange:
             return _json(connection, 429, {"code": "50011", "msg": "Too Many Requests", "data": []})
         self._rest_calls.append(now)
         return _json(connection, 200, {"code": "0", "msg": "", "data": self.history(query)})
+
+    def _control(self, connection: ServerConnection, path: str, query: dict[str, str]):
+        """GET /sim/status: subscriptions and the last firehose's result (null while one
+        runs); GET /sim/firehose?symbol=&first_id=&rate=&duration=[&per_push=]: start one."""
+        task = self._firehose_task
+        if path == "/sim/status":
+            result = task.result() if task and task.done() and not task.exception() else None
+            error = repr(task.exception()) if task and task.done() and task.exception() else None
+            subscribed = {sym: sum(sym in c.symbols for c in self._clients)
+                          for sym in {sym for c in self._clients for sym in c.symbols}}
+            return _json(connection, 200, {"clients": len(self._clients), "subscribed": subscribed,
+                                           "firehose_running": bool(task and not task.done()),
+                                           "firehose": result, "firehose_error": error})
+        if path == "/sim/firehose":
+            if task and not task.done():
+                return _json(connection, 409, {"error": "a firehose is running"})
+            try:
+                args = (query["symbol"], int(query["first_id"]), float(query["rate"]), float(query["duration"]),
+                        int(query.get("per_push", "1")))
+            except (KeyError, ValueError) as exc:
+                return _json(connection, 400, {"error": f"bad parameters: {exc}"})
+            self._firehose_task = asyncio.get_running_loop().create_task(self._firehose(*args))
+            return _json(connection, 202, {"started": True})
+        return _json(connection, 404, {"error": f"unknown path {path}"})
 
     def history(self, query: dict[str, str]) -> list[dict]:
         tape = self.tape.get(query.get("instId", ""), [])
