@@ -3,13 +3,28 @@ import math
 
 import pytest
 
-from gostream.common.trade import RecordError, Trade, decode, encode
+from gostream.common.trade import RecordError, Trade, decode, encode, encode_batch
 
 GOOD = Trade("BTC-USDT", 338476307, 30236.0, 0.0002, "buy", 1652459224818, 1652459224901234, 1)
 
 
 def test_round_trip_keeps_every_field():
-    assert decode(encode(GOOD)) == GOOD
+    assert decode(encode(GOOD)) == [GOOD]
+    assert decode(encode_batch([GOOD])) == [GOOD]
+
+
+def test_a_batch_keeps_its_trades_in_order():
+    batch = [Trade("ETH-USDT", 10 + i, 3000.0 + i, 0.5, ("buy", "sell")[i % 2], 1652459224818 + i, 1652459224901234, 1 + i)
+             for i in range(5)]
+    assert decode(encode_batch(batch)) == batch
+    assert decode(encode_batch(batch[::-1])) == batch[::-1]
+
+
+def test_a_batch_is_one_symbol_and_not_empty():
+    with pytest.raises(ValueError):
+        encode_batch([])
+    with pytest.raises(ValueError):
+        encode_batch([GOOD, Trade("ETH-USDT", 1, 1.0, 1.0, "buy", 1652459224818, 1)])
 
 
 def test_encoding_is_readable_json_with_a_version():
@@ -22,7 +37,7 @@ def test_encoding_is_readable_json_with_a_version():
 
 def test_floats_survive_exactly():
     awkward = Trade("BTC-USDT", 1, 0.1 + 0.2, 1e-8, "sell", 1652459224818, 1, 3)
-    back = decode(encode(awkward))
+    [back] = decode(encode(awkward))
     assert back.price == 0.1 + 0.2 and back.size == 1e-8 and back.count == 3
 
 
@@ -40,7 +55,11 @@ def _with(**changes) -> bytes:
         (b"\xff\xfe", "not-json"),
         (b"[1,2]", "not-object"),
         (b"{}", "bad-version"),
-        (_with(v=2), "bad-version"),
+        (_with(v=3), "bad-version"),
+        (_with(v=2), "missing-field"),  # a v1 body under the batch version: no "trades"
+        (json.dumps({"v": 2, "symbol": "BTC-USDT", "trades": []}).encode(), "bad-trades"),
+        (json.dumps({"v": 2, "symbol": "BTC-USDT", "trades": {}}).encode(), "bad-trades"),
+        (json.dumps({"v": 2, "symbol": "BTC-USDT", "trades": [1]}).encode(), "not-object"),
         (json.dumps({"v": 1}).encode(), "missing-field"),
         (_with(symbol="btc-usdt"), "bad-symbol"),
         (_with(symbol="BTCUSDT"), "bad-symbol"),
@@ -72,4 +91,17 @@ def test_non_finite_numbers_are_rejected():
         with pytest.raises(RecordError) as err:
             decode(raw)
         assert err.value.reason == "bad-price"
-    assert math.isfinite(decode(encode(GOOD)).price)
+    assert math.isfinite(decode(encode(GOOD))[0].price)
+
+
+def test_one_bad_trade_refuses_the_whole_batch_and_says_which():
+    obj = json.loads(encode_batch([GOOD, GOOD, GOOD]))
+    obj["trades"][1]["side"] = "long"
+    with pytest.raises(RecordError) as err:
+        decode(json.dumps(obj).encode())
+    assert err.value.reason == "bad-side" and "trade 1 of 3" in err.value.detail
+    obj["symbol"] = "btc"
+    obj["trades"][1]["side"] = "buy"
+    with pytest.raises(RecordError) as err:
+        decode(json.dumps(obj).encode())
+    assert err.value.reason == "bad-symbol"

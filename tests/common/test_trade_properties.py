@@ -1,11 +1,12 @@
-"""Property-based: the record decoder only ever returns a valid Trade or raises RecordError."""
+"""Property-based: the record decoder only ever returns valid Trades or raises RecordError."""
 
 import json
+from dataclasses import astuple
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gostream.common.trade import MAX_TS_MS, MIN_TS_MS, RecordError, Trade, decode, encode, validate
+from gostream.common.trade import MAX_TS_MS, MIN_TS_MS, RecordError, Trade, decode, encode, encode_batch, validate
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
@@ -28,11 +29,11 @@ trades = st.builds(
 
 def decodes_or_rejects(value) -> None:
     try:
-        trade = decode(value)
+        decoded = decode(value)
     except RecordError as exc:
         assert exc.reason and isinstance(exc.reason, str)
     else:
-        assert validate(trade) is trade
+        assert decoded and all(validate(trade) is trade for trade in decoded)
 
 
 @settings(max_examples=200)
@@ -59,4 +60,11 @@ def test_valid_records_with_fields_replaced(trade, replacements):
 @settings(max_examples=200)
 @given(trades)
 def test_every_valid_trade_round_trips(trade):
-    assert decode(encode(trade)) == trade
+    assert decode(encode(trade)) == [trade]
+
+
+@settings(max_examples=100)
+@given(st.lists(trades, min_size=1, max_size=20))
+def test_every_valid_batch_round_trips(batch):
+    batch = [Trade(batch[0].symbol, *fields[1:]) for fields in (astuple(t) for t in batch)]
+    assert decode(encode_batch(batch)) == batch

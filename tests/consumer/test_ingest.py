@@ -5,7 +5,7 @@ import time
 
 from kafka import KafkaConsumer, TopicPartition
 
-from gostream.common.trade import Trade, encode
+from gostream.common.trade import Trade, encode, encode_batch
 from tests.conftest import TEST_PORTS, metric, produce, read_topic, sql, unique, wait_for
 
 
@@ -100,3 +100,22 @@ def test_restart_resumes_from_the_committed_offset(topic, services):
     wait_for(lambda: len(stored(symbol)) == 200, message="second batch stored")
     wait_for(lambda: committed_everything(topic), message="second batch committed")
     assert stored(symbol) == as_rows(first + second)
+
+
+def test_batch_records_land_trade_by_trade_and_a_bad_one_goes_whole_to_the_dlq(topic, services):
+    symbol = unique("V") + "-USDT"
+    good = trades(symbol, 300)
+    spoiled = json.loads(encode_batch(good[100:200]))
+    spoiled["trades"][42]["size"] = 0
+    records = [(symbol.encode(), encode_batch(good[:100])), (symbol.encode(), json.dumps(spoiled).encode()),
+               (symbol.encode(), encode_batch(good[200:])), (symbol.encode(), encode(good[150]))]  # v1 still read
+    produce(topic, records)
+
+    services.start("consumer", topic)
+    expected = good[:100] + [good[150]] + good[200:]
+    wait_for(lambda: len(stored(symbol)) == len(expected), message="the good batches and the v1 record in QuestDB")
+    assert stored(symbol) == as_rows(expected)
+    [dead] = wait_for(lambda: read_topic(f"{topic}.dlq") or None, message="the spoiled batch in the DLQ")
+    assert dead.value == records[1][1]
+    headers = dict(dead.headers)
+    assert headers["error.reason"] == b"bad-size" and b"trade 42 of 100" in headers["error.detail"]

@@ -115,9 +115,12 @@ class Ingest(ConsumerRebalanceListener):
             metrics.RECORDS_CONSUMED.inc(len(records))
             for record in records:
                 try:
-                    self.sink.add(decode(record.value))
+                    trades = decode(record.value)
                 except RecordError as error:
                     self.dead_letters.send(record, error)
+                    continue
+                for trade in trades:
+                    self.sink.add(trade)
 
     def _due(self) -> bool:
         if not self._uncommitted:

@@ -25,7 +25,8 @@ async def _connect_publisher(settings: ProducerSettings, on_lost) -> Publisher:
     while True:
         try:
             publisher = await asyncio.to_thread(
-                Publisher, settings.kafka_bootstrap_servers, settings.kafka_topic, settings.buffer_max_trades, on_lost
+                Publisher, settings.kafka_bootstrap_servers, settings.kafka_topic, settings.buffer_max_trades, on_lost,
+                settings.publish_batch_max,
             )
             return publisher.start()
         except KafkaError as exc:

@@ -5,12 +5,14 @@ import time
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from gostream.common.health import observe_many
+
 TRADES_RECEIVED = Counter("gostream_producer_trades_received_total", "Trades parsed from OKX pushes", ["symbol"])
 TRADES_PUBLISHED = Counter("gostream_producer_trades_published_total", "Trades acknowledged by Kafka")
 TRADES_DROPPED = Counter(
     "gostream_producer_trades_dropped_total", "Trades dropped because the publish buffer was full"
 )
-PUBLISH_ERRORS = Counter("gostream_producer_publish_errors_total", "Kafka sends that failed")
+PUBLISH_ERRORS = Counter("gostream_producer_publish_errors_total", "Kafka records (each up to PUBLISH_BATCH_MAX trades) that failed to send")
 FRAMES_REJECTED = Counter(
     "gostream_producer_frames_rejected_total", "WebSocket frames or trade items that failed to parse", ["reason"]
 )
@@ -38,9 +40,10 @@ PUBLISHED_LATENCY = Histogram(
 )
 
 
-def observe_published(ts_ms: int) -> None:
-    """Call when Kafka acknowledged a trade (``ts_ms``: its exchange time)."""
-    PUBLISHED_LATENCY.observe(max(0.0, time.time() - ts_ms / 1000))
+def observe_published(trades) -> None:
+    """Call when Kafka acknowledged ``trades`` (their exchange times are observed)."""
+    now = time.time()
+    observe_many(PUBLISHED_LATENCY, [max(0.0, now - t.ts_ms / 1000) for t in trades])
 
 
 class _FeedStaleness:

@@ -39,11 +39,12 @@ def last_trade_ids(bootstrap_servers: str, topic: str, symbols: tuple[str, ...],
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     try:
-                        trade = decode(record.value)
+                        trades = decode(record.value)
                     except RecordError:
                         continue
-                    if trade.symbol in wanted and trade.trade_id > found.get(trade.symbol, 0):
-                        found[trade.symbol] = trade.trade_id
+                    for trade in trades:
+                        if trade.symbol in wanted and trade.trade_id > found.get(trade.symbol, 0):
+                            found[trade.symbol] = trade.trade_id
         return found
     finally:
         consumer.close()

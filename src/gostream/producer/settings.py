@@ -25,6 +25,9 @@ class ProducerSettings(KafkaSettings):
     reconnect_max_delay_s: float = 30.0
     # Trades held while Kafka is slow or down; beyond this they are dropped and counted.
     buffer_max_trades: int = 100_000
+    # The most trades of one symbol in one Kafka record (codec v2): what is queued is
+    # sent together, so this only matters in bursts.
+    publish_batch_max: int = 500
     shutdown_flush_timeout_s: float = 10.0
     # A gap larger than this (a long outage) is backfilled only for its newest trades.
     backfill_max_trades: int = 100_000
@@ -43,6 +46,7 @@ class ProducerSettings(KafkaSettings):
             "reconnect_min_delay_s",
             "reconnect_max_delay_s",
             "buffer_max_trades",
+            "publish_batch_max",
             "backfill_max_trades",
         )
         if self.ping_interval_s >= 30:
