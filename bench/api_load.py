@@ -2,20 +2,31 @@
 
 A 10M-trade table for one symbol over the last 24 h, written by QuestDB itself
 (INSERT ... SELECT FROM long_sequence) into the real `trades` table, so the 1m
-materialized view is refreshed as in production. Then wrk (Debian's) asks for the
-1,440 1m bars of that day, and for /healthz (the no-op) under the same gunicorn config,
-same connections, same duration.
+materialized view is refreshed as in production. Then:
+
+- one uncached /candles request at a time (each with a parameter set not asked before),
+  split by the api's own metrics into QuestDB (query + rows fetched) and Python;
+- wrk (Debian's) asks for the 1,440 1m bars of that day, and for /healthz (the no-op)
+  under the same gunicorn config, same connections, same duration; the api's /candles
+  cache counters are read before and after;
+- the same /candles load against a second api with the cache off (CANDLES_CACHE_MS=0),
+  to show what the cache saves;
+- memory of the api and the frontend (gunicorn master + workers): RSS and PSS, idle and
+  the peak under the /candles load.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
 import subprocess
+import threading
 import time
+import urllib.request
 
-from bench.common import PORTS, Profile, Stack, rss_mb, scalar, sql, wal_pending
+from bench.common import PORTS, Profile, Stack, memory_mb, percentiles, scalar, sql, wal_pending
 from gostream.consumer.schema import ensure_schema
 from stack import components as c
 
@@ -60,6 +71,46 @@ def wrk(url: str, connections: int, duration_s: int, threads: int = 2) -> dict:
             "socket_errors": socket_errors.group(1) if socket_errors else None}
 
 
+def api_metrics(port: int) -> dict[str, float]:
+    """The api's gostream_api_* samples, by name with labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("gostream_api_"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _delta(before: dict, after: dict, name: str) -> float:
+    return after.get(name, 0.0) - before.get(name, 0.0)
+
+
+def single_uncached(port: int, url_for, n: int = 30) -> dict:
+    """``n`` /candles requests one at a time, each a new cache key (``url_for(i)``): client
+    time, and from the api's metrics the server time and QuestDB's part of it."""
+    candles_sum = 'gostream_api_request_duration_seconds_sum{endpoint="/candles"}'
+    candles_n = 'gostream_api_request_duration_seconds_count{endpoint="/candles"}'
+    db_sum, db_n = "gostream_api_db_query_duration_seconds_sum", "gostream_api_db_query_duration_seconds_count"
+    misses = 'gostream_api_candles_cache_requests_total{result="miss"}'
+    before = api_metrics(port)
+    client = []
+    for i in range(n):
+        started = time.perf_counter()
+        with urllib.request.urlopen(url_for(i), timeout=30) as response:
+            response.read()
+        client.append((time.perf_counter() - started) * 1000)
+    after = api_metrics(port)
+    requests = _delta(before, after, candles_n)
+    server_ms = _delta(before, after, candles_sum) / max(requests, 1) * 1000
+    db_ms = _delta(before, after, db_sum) / max(requests, 1) * 1000
+    return {"n": n, "cache_misses": int(_delta(before, after, misses)),
+            "queries_per_request": round(_delta(before, after, db_n) / max(requests, 1), 2),
+            "client_ms": percentiles(client), "server_ms_mean": round(server_ms, 2),
+            "questdb_ms_mean": round(db_ms, 2), "python_ms_mean": round(server_ms - db_ms, 2)}
+
+
 def run(stack: Stack, stamp: str, rows: int = 10_000_000, connections: int = 16, duration_s: int = 20) -> dict:
     if shutil.which("wrk") is None:
         return {"error": "wrk not installed: apt-get install -y wrk (make bench-deps)"}
@@ -70,27 +121,61 @@ def run(stack: Stack, stamp: str, rows: int = 10_000_000, connections: int = 16,
     api = stack.start(c.api(PORTS, env))
     frontend = stack.start(c.frontend(PORTS, env))
     time.sleep(3)
-    result: dict = {"fill": filled, "idle_rss_mb": {"api": rss_mb(api.pid), "frontend": rss_mb(frontend.pid)}}
+    result: dict = {"fill": filled, "idle_mb": {"api": memory_mb(api.pid), "frontend": memory_mb(frontend.pid)}}
+    print(f"P4: idle memory {result['idle_mb']}", flush=True)
     base = f"http://127.0.0.1:{PORTS.api}"
-    candles = f"{base}/candles?symbol={SYMBOL}&interval=1m&from={filled['from']}&to={filled['to']}&limit=1440"
-    import urllib.request
-
+    query = f"symbol={SYMBOL}&interval=1m&from={filled['from']}&to={filled['to']}"
+    candles = f"{base}/candles?{query}&limit=1440"
     with urllib.request.urlopen(candles, timeout=30) as response:
         body = json.load(response)
     result["bars_returned"] = len(body)
+    # limit 1441.. on a day of 1,440 bars: the same body, a new cache key each time.
+    result["single_uncached"] = single_uncached(PORTS.api, lambda i: f"{base}/candles?{query}&limit={1441 + i}")
+    print(f"P4: one uncached /candles at a time {result['single_uncached']}", flush=True)
     wrk(candles, connections, 3)  # warm-up: pools, caches
     result["noop"] = wrk(f"{base}/healthz", connections, duration_s)
     print(f"P4: /healthz {result['noop']}", flush=True)
     workers = [int(p) for p in subprocess.run(["ps", "-o", "pid=", "--ppid", str(api.pid)], capture_output=True,
                                                text=True).stdout.split()]
     profiles = [Profile(w, f"p4-api-worker{i}", max(5, duration_s // 2), stamp) for i, w in enumerate(workers[:1])]
-    peak = [0.0]
+    peak = {"rss": 0.0, "pss": 0.0}
+    loaded = threading.Event()
+
+    def sample() -> None:
+        while not loaded.wait(0.5):
+            now = memory_mb(api.pid)
+            for key in peak:
+                peak[key] = max(peak[key], now[key])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    before = api_metrics(PORTS.api)
+    sampler.start()
     result["candles"] = wrk(candles, connections, duration_s)
-    peak[0] = rss_mb(api.pid)
+    loaded.set()
+    sampler.join()
+    after = api_metrics(PORTS.api)
+    result["candles"]["cache"] = {
+        r: int(_delta(before, after, f'gostream_api_candles_cache_requests_total{{result="{r}"}}'))
+        for r in ("hit", "miss", "shared")}
+    result["candles"]["cache"]["refreshes"] = int(_delta(before, after, "gostream_api_candles_cache_refreshes_total"))
+    result["candles"]["cache"]["questdb_queries"] = int(_delta(before, after, "gostream_api_db_query_duration_seconds_count"))
     result["candles"]["profile"] = {p.name: p.summary() for p in profiles}
-    print(f"P4: /candles {result['candles']['req_per_s']} req/s {result['candles']['latency_ms']}", flush=True)
-    result["load_rss_mb"] = {"api": peak[0]}
+    print(f"P4: /candles {result['candles']['req_per_s']} req/s {result['candles']['latency_ms']} "
+          f"cache {result['candles']['cache']}", flush=True)
+    result["load_mb"] = {"api": peak}
     result["ratio_vs_noop"] = round(result["candles"]["req_per_s"] / max(result["noop"]["req_per_s"], 1), 2)
+
+    # The same load with the cache off, on a second api beside the first (P5 uses the first).
+    ports = dataclasses.replace(PORTS, api=PORTS.api + 1)
+    uncached_api = stack.start(c.api(ports, {**env, "CANDLES_CACHE_MS": "0"}))
+    try:
+        uncached = f"http://127.0.0.1:{ports.api}/candles?{query}&limit=1440"
+        wrk(uncached, connections, 3)
+        result["candles_cache_off"] = wrk(uncached, connections, max(5, duration_s // 2))
+        print(f"P4: /candles with CANDLES_CACHE_MS=0 {result['candles_cache_off']}", flush=True)
+    finally:
+        stack.stop(uncached_api)
     result["connections"] = connections
-    result["gunicorn"] = "gostream.api.gunicorn_conf defaults (2 gthread workers x 32 threads)"
+    result["gunicorn"] = ("gostream.api.gunicorn_conf defaults (2 gthread workers x 32 threads, app preloaded); "
+                          "CANDLES_CACHE_MS=1000 (default)")
     return result

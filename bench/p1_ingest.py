@@ -2,7 +2,9 @@
 
 Side by side in one run, one after the other (two cores: running them at once would
 halve both):
-  - ours: the real consumer (python -m gostream.consumer) into `trades`;
+  - ours: the real consumer (python -m gostream.consumer) into `trades`, on one trade per
+    record (codec v1, what a connector could read) and again on records of 100 trades
+    (codec v2, what the producer writes in a burst);
   - anchor "bare": the minimal kafka-python + questdb loop (bench/bare_sink.py) into
     `trades_bare`, same schema, same 1m materialized view;
   - the official QuestDB Kafka Connect sink, when its jar can be fetched from Maven
@@ -24,6 +26,7 @@ from bench.common import PORTS, Profile, Stack, scalar, sql
 from gostream.consumer.schema import CANDLES_1M_VIEW, CREATE_CANDLES_1M, CREATE_TRADES, TRADES_TABLE
 from stack import components as c
 
+BATCHED = 100  # trades per record in the second run of ours
 CONNECTOR_METADATA = "https://repo.maven.apache.org/maven2/org/questdb/kafka-questdb-connector/maven-metadata.xml"
 CONNECTOR_UNAVAILABLE = (
     "org.questdb:kafka-questdb-connector is not published on Maven Central ({url} answers HTTP {status}); "
@@ -43,11 +46,13 @@ def connector_status() -> str:
         return CONNECTOR_UNAVAILABLE.format(url=CONNECTOR_METADATA, status=f"unreachable ({exc})")
 
 
-def fill(topic: str, n: int) -> dict:
-    """N trades on ``topic`` as the producer writes them (same JSON codec), keyed by symbol."""
+def fill(topic: str, n: int, per_record: int = 1) -> dict:
+    """N trades on ``topic`` in our codec, keyed by symbol: one per record (version 1, the
+    shape a connector reads too), or ``per_record`` per record (version 2, what the
+    producer writes when trades arrive faster than one Kafka send)."""
     from kafka import KafkaProducer
 
-    from gostream.common.trade import Trade, encode
+    from gostream.common.trade import Trade, encode, encode_batch
 
     producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{PORTS.kafka}", acks=1, enable_idempotence=False,
                              linger_ms=50, batch_size=1 << 20, max_request_size=8 << 20)
@@ -55,14 +60,24 @@ def fill(topic: str, n: int) -> dict:
     keys = [s.encode() for s in symbols]
     base_ms = (int(time.time()) - 3600) * 1000
     started = time.perf_counter()
+    pending: list[list[Trade]] = [[] for _ in symbols]
+    records = 0
     for i in range(n):
         k = i % 6
         trade = Trade(symbols[k], 1_000_000 + i, 30_000.0 + (i % 997) * 0.1, 0.001 + (i % 89) * 0.0001,
                       "buy" if i & 1 else "sell", base_ms + i // 6, int(time.time() * 1e6))
-        producer.send(topic, key=keys[k], value=encode(trade))
+        if per_record == 1:
+            producer.send(topic, key=keys[k], value=encode(trade))
+            records += 1
+            continue
+        pending[k].append(trade)
+        if len(pending[k]) == per_record or i >= n - 6:
+            producer.send(topic, key=keys[k], value=encode_batch(pending[k]))
+            pending[k] = []
+            records += 1
     producer.flush(120)
     producer.close()
-    return {"records": n, "seconds": round(time.perf_counter() - started, 1)}
+    return {"trades": n, "records": records, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def _drain(table: str, n: int, timeout_s: float, on_first=None) -> dict:
@@ -124,6 +139,19 @@ def run(stack: Stack, n: int, stamp: str, profile_s: int = 15) -> dict:
     bare["self_reported"] = json.loads(out.strip().splitlines()[-1]) if out.strip() else None
     result["bare_anchor"] = bare
     print(f"P1: bare anchor {bare['rows_per_s']:,} rows/s", flush=True)
+
+    # ours again, on records of 100 trades (codec v2, as the producer writes them in bursts)
+    topic_v2 = stack.topic("p1v2", 3)
+    # A fresh table (the consumer recreates it and its view at start), so rows are counted from 0.
+    sql(f"DROP MATERIALIZED VIEW IF EXISTS {CANDLES_1M_VIEW}")
+    sql(f"DROP TABLE IF EXISTS {TRADES_TABLE}")
+    filled_v2 = fill(topic_v2, n, per_record=BATCHED)
+    process = stack.start(c.consumer(PORTS, stack.env(topic_v2, "p1-ours-v2")))
+    batched = _drain(TRADES_TABLE, n, timeout_s)
+    stack.stop(process)
+    batched["fill"] = filled_v2
+    result["ours_batched"] = batched
+    print(f"P1: ours on records of {BATCHED} trades {batched['rows_per_s']:,} rows/s", flush=True)
 
     result["connector"] = connector_status()
     result["ours_vs_bare"] = round(ours["rows_per_s"] / max(bare["rows_per_s"], 1), 2)

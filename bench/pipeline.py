@@ -40,7 +40,7 @@ class Exchange:
         self.rest_url = f"http://127.0.0.1:{PORTS.exchange}"
 
     def _get(self, path: str) -> dict:
-        with urllib.request.urlopen(self.rest_url + path, timeout=10) as response:
+        with urllib.request.urlopen(self.rest_url + path, timeout=60) as response:
             return json.load(response)
 
     def subscribed(self, symbol: str) -> int:

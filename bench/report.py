@@ -33,7 +33,9 @@ def _rows(r: dict) -> list[tuple[str, str, str, str, str]]:
             ours, bare = p1["ours"], p1["bare_anchor"]
             rows.append(("P1 ingest", f"make bench ONLY=p1 N={p1['n']}",
                          f"ours {ours['rows_per_s']:,} rows/s; bare kafka-python+questdb loop {bare['rows_per_s']:,} rows/s "
-                         f"(ours = {p1['ours_vs_bare']}x bare); official connector: not runnable (not on Maven Central)",
+                         f"(ours = {p1['ours_vs_bare']}x bare); ours on records of 100 trades (codec v2) "
+                         f"{p1.get('ours_batched', {}).get('rows_per_s', 'n/a'):,} rows/s; "
+                         f"official connector: not runnable (not on Maven Central)",
                          "ours >= 1.0x connector", "n/a (no connector)"))
     pipe = b.get("pipeline", {})
     if "p2" in pipe:

@@ -4,7 +4,8 @@ One port serves both sides:
 - WebSocket ``/ws/v5/business`` (channel ``trades-all``) and ``/ws/v5/public``
   (channel ``trades``, fills aggregated with ``count``): subscribe / ack / push,
   text ``ping`` -> ``pong``, error events for unknown symbols, the 64008 notice,
-  and a close with code 4004 after ``idle_timeout_s`` without client traffic;
+  and a close with code 4004 after ``idle_timeout_s`` without traffic either way (OKX:
+  "data has not been pushed for more than 30 seconds"; a client's ping counts too);
 - REST ``GET /api/v5/market/history-trades?instId=&after=&limit=`` (newest first,
   ids strictly below ``after``), rate limited to 20 requests per 2 s like OKX.
 
@@ -36,7 +37,7 @@ class Client:
     ws: ServerConnection
     channel: str
     symbols: set[str] = field(default_factory=set)
-    last_heard: float = field(default_factory=time.monotonic)
+    last_traffic: float = field(default_factory=time.monotonic)
 
 
 class OkxExchange:
@@ -146,7 +147,7 @@ class OkxExchange:
         self.connections += 1
         try:
             async for message in ws:
-                client.last_heard = time.monotonic()
+                client.last_traffic = time.monotonic()
                 if message == "ping":
                     self.pings += 1
                     if not self.silent:
@@ -193,6 +194,7 @@ class OkxExchange:
                 await client.ws.send(json.dumps({"arg": arg, "data": [item]}))
             except ConnectionClosed:
                 return
+        client.last_traffic = time.monotonic()
 
     async def _emit(self, trades: list[dict]) -> None:
         by_symbol: dict[str, list[dict]] = defaultdict(list)
@@ -240,8 +242,10 @@ class OkxExchange:
                         await client.ws.send(frame)
                     except ConnectionClosed:
                         break
+                client.last_traffic = time.monotonic()
             sent.append([next_id, due, wall])
             next_id += due
+            await asyncio.sleep(0)  # a firehose that is behind must still let HTTP and pings in
         elapsed = time.monotonic() - started
         emitted = next_id - first_id
         if emitted:
@@ -269,7 +273,7 @@ class OkxExchange:
             await asyncio.sleep(0.5)
             now = time.monotonic()
             for client in list(self._clients):
-                if now - client.last_heard > self.idle_timeout_s:
+                if now - client.last_traffic > self.idle_timeout_s:
                     self._clients.discard(client)
                     await client.ws.close(4004, "No data received in 30s.")
 
