@@ -4,14 +4,19 @@
 #
 #   images/build.sh [SERVICE...]        default: producer consumer api frontend
 #
-# Environment: BASE_IMAGE (localhost/gostream-base:bookworm), TAG (dev), VERSION,
+# Environment: BASE_IMAGE (localhost/gostream-base:bookworm), RUNTIME_IMAGE (the runtime
+# stages' base: BASE_IMAGE-runtime for that default, else BASE_IMAGE), TAG (dev), VERSION,
 # REVISION (git HEAD), LWC_VERSION (empty: the pin in mk/frontend.mk).
 # Images are named localhost/gostream-<service>:<TAG>. Layers are cached in podman's
 # storage: a rebuild after a source change reinstalls nothing from PyPI or npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BASE_IMAGE=${BASE_IMAGE:-localhost/gostream-base:bookworm}
+if [ -z "${BASE_IMAGE:-}" ]; then
+  BASE_IMAGE=localhost/gostream-base:bookworm
+  RUNTIME_IMAGE=${RUNTIME_IMAGE:-$BASE_IMAGE-runtime}
+fi
+RUNTIME_IMAGE=${RUNTIME_IMAGE:-$BASE_IMAGE}
 TAG=${TAG:-dev}
 VERSION=${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)}
 REVISION=${REVISION:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
@@ -27,17 +32,20 @@ BUILD_FLAGS=(--layers --ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 [ -s "$CA_BUNDLE" ] && BUILD_FLAGS+=(--volume "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro")
 
-"${PODMAN[@]}" image exists "$BASE_IMAGE" || {
-  echo "base image $BASE_IMAGE is missing: run 'make images-base'" >&2
-  exit 1
-}
+for base in "$BASE_IMAGE" "$RUNTIME_IMAGE"; do
+  "${PODMAN[@]}" image exists "$base" || {
+    echo "base image $base is missing: run 'make images-base'" >&2
+    exit 1
+  }
+done
 for svc in "${services[@]}"; do
   [ -f "images/$svc/Dockerfile" ] || { echo "no images/$svc/Dockerfile" >&2; exit 1; }
   image="localhost/gostream-$svc:$TAG"
   start=$SECONDS
-  echo "building $image (base $BASE_IMAGE)"
+  echo "building $image (bases $BASE_IMAGE, $RUNTIME_IMAGE)"
   "${PODMAN[@]}" build "${BUILD_FLAGS[@]}" \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" \
     --build-arg "VERSION=$VERSION" \
     --build-arg "REVISION=$REVISION" \
     ${LWC_VERSION:+--build-arg "LWC_VERSION=$LWC_VERSION"} \

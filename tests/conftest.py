@@ -22,7 +22,8 @@ from tests.okxsim import OkxExchange
 # GOSTREAM_TEST_PORT_OFFSET picks another set, to run two test sessions side by side.
 # Every port a test listens on stays below the kernel's ephemeral range (32768+): there an
 # outgoing connection's source port can hold it, and a server fails to bind (seen with
-# QuestDB). The other sets: tests/stack +12000, tests/chaos +3000, tests/images 23000-29102,
+# QuestDB). The other sets: tests/stack +12000, tests/chaos +3000, tests/images the session's
+# producer/consumer/api/frontend ports + 200,
 # tests/k8s 25379/25380/26443, spare_port() from 24092, make bench +8000.
 TEST_PORTS = c.Ports().shifted(int(os.environ.get("GOSTREAM_TEST_PORT_OFFSET") or 10000))
 ARTIFACTS = c.ROOT / "test-artifacts"

@@ -13,7 +13,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "localhost/gostream-base:bookworm"
+# The runtime stages' base: BASE_IMAGE pruned of what a Python service never runs.
+RUNTIME_IMAGE = f"{BASE_IMAGE}-runtime"
 SERVICES = ("producer", "consumer", "api", "frontend")
+# Every image at most this big (as podman reports it: the uncompressed layers).
+SIZE_LIMIT_MB = 150
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs"]
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 # What the tests need on the machine, and the make target that installs it.
@@ -37,6 +41,10 @@ def image_exists(image: str) -> bool:
 
 def inspect_image(image: str) -> dict:
     return json.loads(podman("image", "inspect", image).stdout)[0]
+
+
+def image_size_mb(image: str) -> float:
+    return inspect_image(image)["Size"] / 1e6
 
 
 def image_name(service: str, tag: str) -> str:

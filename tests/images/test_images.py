@@ -18,8 +18,9 @@ from tests.conftest import TEST_PORTS, sql, unique, wait_for
 from tests.images import podman as pm
 from tests.okxsim import generate
 
-# Ports of their own, away from the ones the process-based tests use.
-PORTS = {"producer": 29101, "consumer": 29102, "api": 23000, "frontend": 28080}
+# Ports of their own: the session's (moved by GOSTREAM_TEST_PORT_OFFSET) + 200, so they
+# meet neither the ports of this session's Kafka, QuestDB and services nor another session's.
+PORTS = {svc: getattr(TEST_PORTS, svc) + 200 for svc in ("producer", "consumer", "api", "frontend")}
 LABELS = ("title", "description", "version", "revision", "licenses")
 
 
@@ -105,10 +106,12 @@ def test_image_is_non_root_small_and_labelled(built_images, service):
     assert labels["org.opencontainers.image.title"] == f"gostream-{service}"
     assert config.get("Entrypoint"), f"{image} has no entrypoint"
     assert "/tmp" in (config.get("Volumes") or {}), f"{image} does not declare /tmp as its writable path"
+    size = pm.image_size_mb(image)
+    assert size <= pm.SIZE_LIMIT_MB, f"{image} is {size:.0f} MB, over the {pm.SIZE_LIMIT_MB} MB limit"
 
     # What a container of it is, started the way the chart starts it (the image's user).
     probe = ("id -u; id -g; command -v python3; "
-             "for tool in gcc cc g++ make pip pip3; do command -v $tool; done; "
+             "for tool in gcc cc g++ make pip pip3 apt-get dpkg perl; do command -v $tool; done; "
              "ls /root/.cache /opt/venv/bin/pip 2>/dev/null; "
              "touch /opt/venv/x 2>/dev/null && echo venv-writable; "
              "touch /tmp/x && echo tmp-writable")
@@ -117,7 +120,8 @@ def test_image_is_non_root_small_and_labelled(built_images, service):
     lines = result.stdout.split()
     assert lines[:2] == ["10001", "10001"], f"{image} starts as uid/gid {lines[:2]}, not 10001"
     assert lines[2].endswith("/python3"), f"no python3 on PATH in {image}: {result.stdout}"
-    assert lines[3:] == ["tmp-writable"], f"{image}: compilers, pip, caches or a writable venv found: {lines[3:]}"
+    assert lines[3:] == ["tmp-writable"], \
+        f"{image}: compilers, pip, a package manager, caches or a writable venv found: {lines[3:]}"
 
 
 def test_images_carry_the_pieces_only_their_service_needs(built_images):
