@@ -5,9 +5,9 @@ disconnected), so trades go through a bounded queue to one thread that owns the
 kafka-python producer. When the queue is full the trade is dropped and counted; the
 WebSocket keeps flowing.
 
-The thread takes whatever is queued (up to ``batch_max``) and sends one record per
-symbol (codec version 2): one trade when the feed is quiet, so nothing waits for a
-batch to fill; hundreds in a burst, so kafka-python's per-record cost is paid once.
+The thread takes what arrives within a short linger (up to ``batch_max``) and sends one
+record per symbol (codec version 2): one trade when the feed is quiet, hundreds in a
+burst, so kafka-python's per-record cost is paid once per batch.
 """
 
 from __future__ import annotations
@@ -37,12 +37,14 @@ class Publisher:
         buffer_max: int,
         on_lost: Callable[[Trade], object] = lambda trade: None,
         batch_max: int = 500,
+        linger_s: float = 0.002,
         **producer_config,
     ) -> None:
         self.topic = topic
         # Told about every trade that did not reach Kafka, to fetch it again later.
         self.on_lost = on_lost
         self.batch_max = batch_max
+        self.linger_s = linger_s
         self._queue: queue.Queue = queue.Queue(maxsize=buffer_max)
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers.split(","),
@@ -95,14 +97,17 @@ class Publisher:
                 return
 
     def _take(self) -> tuple[list[Trade], bool]:
-        """Wait for one trade, then take what else is already queued; True once told to stop."""
+        """Wait for one trade, then take what else arrives within ``linger_s``; True once
+        told to stop. The linger spares a busy feed one thread hand-off per trade (on two
+        cores those hand-offs, not CPU, capped the producer near 4,500 trades/s)."""
         first = self._queue.get()
         if first is _STOP:
             return [], True
         batch = [first]
+        deadline = time.monotonic() + self.linger_s
         while len(batch) < self.batch_max:
             try:
-                trade = self._queue.get_nowait()
+                trade = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if trade is _STOP:
