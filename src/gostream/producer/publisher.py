@@ -104,10 +104,11 @@ class Publisher:
         if first is _STOP:
             return [], True
         batch = [first]
-        deadline = time.monotonic() + self.linger_s
+        # Asleep rather than waiting on the queue: a waiter would be woken by every put.
+        time.sleep(self.linger_s)
         while len(batch) < self.batch_max:
             try:
-                trade = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                trade = self._queue.get_nowait()
             except queue.Empty:
                 break
             if trade is _STOP:
