@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -176,6 +177,7 @@ def run(stack: Stack, stamp: str, rows: int = 10_000_000, connections: int = 16,
     finally:
         stack.stop(uncached_api)
     result["connections"] = connections
-    result["gunicorn"] = ("gostream.api.gunicorn_conf defaults (2 gthread workers x 32 threads, app preloaded); "
-                          "CANDLES_CACHE_MS=1000 (default)")
+    result["gunicorn"] = {"WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "1 (default)"),
+                          "GUNICORN_THREADS": os.environ.get("GUNICORN_THREADS", "64 (default)"),
+                          "CANDLES_CACHE_MS": os.environ.get("CANDLES_CACHE_MS", "1000 (default)")}
     return result

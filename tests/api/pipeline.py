@@ -12,6 +12,7 @@ import dataclasses
 import json
 import random
 import urllib.error
+import urllib.parse
 import urllib.request
 from decimal import Decimal
 
@@ -67,6 +68,27 @@ class Pipeline:
             wait_for(lambda: sql(f"SELECT count() n FROM trades WHERE symbol = '{symbol}'")[0]["n"] >= total,
                      60, message=f"{total} trades of {symbol} in QuestDB")
 
+
+def insert_trade(symbol: str, trade_id: int, price: float, size: float, at_s: float) -> None:
+    """One trade straight into QuestDB (as the consumer would write it), then wait until it
+    is applied to the table and the 1m view."""
+    query = (f"INSERT INTO trades (symbol, side, trade_id, price, size, fills, received_at, timestamp) VALUES "
+             f"('{symbol}', 'buy', {trade_id}, {price}, {size}, 1, {int(at_s * 1e6)}, {int(at_s * 1e6)})")
+    url = f"http://127.0.0.1:{TEST_PORTS.questdb_http}/exec?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200, response.read()
+    wait_for(lambda: sql(f"SELECT count() n FROM trades WHERE symbol = '{symbol}' AND trade_id = {trade_id}")[0]["n"] == 1,
+             60, message=f"trade {trade_id} of {symbol} in QuestDB")
+    wait_for(lambda: _view_trades(symbol) == _table_trades(symbol), 60, message=f"the 1m view to hold {symbol}")
+
+
+def _table_trades(symbol: str) -> int:
+    return sql(f"SELECT count() n FROM trades WHERE symbol = '{symbol}'")[0]["n"]
+
+
+def _view_trades(symbol: str) -> int:
+    rows = sql(f"SELECT sum(trades) n FROM candles_1m WHERE symbol = '{symbol}'")
+    return rows[0]["n"] if rows and rows[0]["n"] is not None else 0
 
 
 def spread_trades(symbol: str, start_ms: int, span_s: int, n: int, seed: int = 7, first_id: int = 5_000_000) -> list[dict]:

@@ -70,6 +70,8 @@ def test_range_edges(market):
     # Nothing before the first trade, nothing after the last.
     assert candles(f"{base}&from=0&to={first - 1}") == []
     assert candles(f"{base}&from={last + 3600}") == []
+    # A window reaching back before 1970 (`limit` buckets before an early `to`) is cut at the epoch.
+    assert candles(f"{base}&to=6595&limit=133") == []
     assert candles("symbol=NOSUCH-USDT&interval=1m") == []
 
 

@@ -6,11 +6,16 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Hashable
+from functools import partial
+from urllib.parse import parse_qsl
 
 from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.datastructures import ImmutableMultiDict, MultiDict
 from werkzeug.exceptions import HTTPException
 
 from gostream.api import market, metrics, validation
+from gostream.api.cache import ResponseCache
 from gostream.api.db import Database, Unavailable, make_engine
 from gostream.api.openapi import document
 from gostream.api.settings import ApiSettings
@@ -30,6 +35,13 @@ class Services:
         self.settings = settings
         self.db = db
         self.hub = Hub(db, settings.stream_poll_ms, settings.stream_keepalive_s)
+        self.candles_cache: ResponseCache | None = None
+        self.candles_cache_control = "no-store"
+        if settings.candles_cache_ms > 0:
+            self.candles_cache = ResponseCache(settings.candles_cache_ms / 1000, settings.candles_cache_entries,
+                                               settings.candles_cache_mb * 1024 * 1024)
+            # What a browser or proxy may add on top of our own bound, in whole seconds.
+            self.candles_cache_control = f"public, max-age={settings.candles_cache_ms // 1000}"
 
 
 def _svc() -> Services:
@@ -49,16 +61,74 @@ def error(status: int, message: str, **headers: str) -> Response:
 
 
 # -- routes ------------------------------------------------------------------
-@bp.get("/candles")
-def candles() -> Response:
-    args = request.args
+def _candles_query(svc: Services, args: MultiDict) -> tuple[Hashable, Callable[[], bytes], bool]:
+    """The cache key of a /candles request, how to make its body, and whether the body may
+    be kept (BadRequest if the parameters are not right). Without `to` a request asks for
+    the latest candles, the forming one included: those are only shared by concurrent
+    requests, never kept, so loading the terminal always shows what QuestDB has now."""
     validation.only(args, ("symbol", "interval", "from", "to", "limit"))
-    svc = _svc()
     symbol = validation.symbol(args, svc.settings.default_symbol)
     interval = validation.interval(args)
     start, end = validation.time_range(args)
     limit = validation.integer(args, "limit", validation.DEFAULT_CANDLES, 1, validation.MAX_CANDLES)
-    return _json(market.candles(svc.db, symbol, interval, start, end, limit))
+    # Bounds anywhere inside a bucket select that whole bucket: one key per answer.
+    step = interval.seconds
+    key = (symbol, interval.name, None if start is None else start // step * step,
+           None if end is None else end // step * step, limit)
+    return key, partial(market.candles_json, svc.db, symbol, interval, start, end, limit), end is not None
+
+
+def _candles_headers(svc: Services, body: bytes, age_s: float, how: str, kept: bool) -> list[tuple[str, str]]:
+    return [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+            ("Cache-Control", svc.candles_cache_control if kept else "no-store"), ("Age", str(int(age_s))),
+            ("X-Cache", how)]
+
+
+@bp.get("/candles")
+def candles() -> Response:
+    svc = _svc()
+    key, load, keep = _candles_query(svc, request.args)
+    if svc.candles_cache is None:
+        response = Response(load(), mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    body, age_s, how = svc.candles_cache.get(key, load, keep)
+    return Response(body, headers=_candles_headers(svc, body, age_s, how, keep))
+
+
+def serve_cached_candles(app: Flask, svc: Services) -> None:
+    """Answer a GET /candles whose body the cache holds before Flask's request machinery
+    (routing, contexts, hooks: ~150 µs, most of what a cached answer costs in Python).
+    Anything else (a miss, bad parameters, HEAD) goes on to the Flask route, which gives
+    the same answers the same way. Counted in the request metrics like any /candles."""
+    cache = svc.candles_cache
+    if cache is None:
+        return
+    inner = app.wsgi_app
+    answered = metrics.REQUESTS.labels("/candles", "200")
+    latency = metrics.LATENCY.labels("/candles")
+
+    def wsgi(environ, start_response):
+        if environ.get("PATH_INFO") != "/candles" or environ.get("REQUEST_METHOD") != "GET":
+            return inner(environ, start_response)
+        started = time.perf_counter()
+        try:
+            # The query string parsed exactly as werkzeug's Request.args does.
+            args = ImmutableMultiDict(parse_qsl(environ.get("QUERY_STRING", "").encode("latin1").decode(),
+                                                keep_blank_values=True, errors="werkzeug.url_quote"))
+            key, load, keep = _candles_query(svc, args)
+        except Exception:  # bad parameters: the route answers them
+            return inner(environ, start_response)
+        found = cache.lookup(key, load) if keep else None
+        if found is None:
+            return inner(environ, start_response)
+        body, age_s, how = found
+        start_response("200 OK", _candles_headers(svc, body, age_s, how, keep))
+        answered.inc()
+        latency.observe(time.perf_counter() - started)
+        return [body]
+
+    app.wsgi_app = wsgi
 
 
 @bp.get("/symbols")
@@ -162,5 +232,6 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     app.before_request(_started)
     app.after_request(_finished)
 
+    serve_cached_candles(app, services)
     mount_health(app, services.db.ping, metrics.registry())
     return app

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +25,15 @@ log = logging.getLogger(__name__)
 
 class Unavailable(RuntimeError):
     """QuestDB cannot answer (down, refusing, or its schema is not there yet)."""
+
+
+# Numbers as QuestDB wrote them on the wire (text), without parsing them into Python
+# ints and floats: for a body that only passes them on, as JSON (see market.candles_json).
+# The numbers are exactly the ones psycopg2 would have parsed from the same text; QuestDB
+# writes valid JSON numbers (`30236.0`, `1.0E-4`, `-5`); NaN and infinities arrive as
+# SQL NULL (None).
+_NUMBER_OIDS = (20, 21, 23, 700, 701, 1700)  # int8, int2, int4, float4, float8, numeric
+NUMBERS_AS_TEXT = psycopg2.extensions.new_type(_NUMBER_OIDS, "GOSTREAM_NUMBER_TEXT", lambda value, _cursor: value)
 
 
 def make_engine(settings: ApiSettings) -> Engine:
@@ -49,11 +61,23 @@ def make_engine(settings: ApiSettings) -> Engine:
 class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Under gunicorn's preload_app the engine is made in the master and forked: a
+        # worker starts with a pool of its own (SQLAlchemy's advice), never a connection
+        # of its parent's. The master never queries, so there is nothing to close there.
+        ref = weakref.ref(self)
 
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[tuple]:
+        def new_pool_in_child() -> None:
+            db = ref()
+            if db is not None:
+                db.engine.dispose(close=False)
+
+        os.register_at_fork(after_in_child=new_pool_in_child)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None, numbers_as_text: bool = False) -> list[tuple]:
         """Rows of one statement, as tuples. A connection QuestDB dropped (a restart) is
         thrown away and the statement tried once more on a new one; anything that keeps
-        QuestDB from answering becomes ``Unavailable``."""
+        QuestDB from answering becomes ``Unavailable``. With ``numbers_as_text`` numeric
+        columns come as QuestDB's text (str), not int or float."""
         for attempt in (1, 2):
             try:
                 conn = self.engine.connect()
@@ -62,6 +86,8 @@ class Database:
             try:
                 # The driver's cursor directly: no result wrapping on the hot path.
                 cursor = conn.connection.dbapi_connection.cursor()
+                if numbers_as_text:
+                    psycopg2.extensions.register_type(NUMBERS_AS_TEXT, cursor)
                 started = time.perf_counter()
                 try:
                     cursor.execute(sql, params)

@@ -6,6 +6,8 @@ QuestDB timestamps are microseconds, converted here and nowhere else.
 
 from __future__ import annotations
 
+import json
+
 from gostream.api import queries as q
 from gostream.api.db import Database
 
@@ -20,29 +22,54 @@ def last_trade(db: Database, symbol: str) -> tuple[int, float] | None:
     return (rows[0][0], rows[0][1]) if rows else None
 
 
-def candles(db: Database, symbol: str, interval: q.Interval, start: int | None, end: int | None, limit: int) -> list[dict]:
+# One candle of the JSON body; the values are QuestDB's own number text.
+_CANDLE = '{"time":%s,"open":%s,"high":%s,"low":%s,"close":%s,"volume":%s}'
+
+
+def candles_json(db: Database, symbol: str, interval: q.Interval, start: int | None, end: int | None, limit: int) -> bytes:
     """Candles whose buckets run from the one holding ``start`` to the one holding ``end``
-    (epoch s), at most the ``limit`` latest, ascending. Without ``end``: up to the
-    symbol's latest trade; without ``start``: the ``limit`` buckets ending at ``end``.
-    Buckets without trades have no candle."""
+    (epoch s), at most the ``limit`` latest, ascending, as the JSON array /candles answers.
+    Without ``end``: up to the symbol's latest trade, whose bucket is computed from the
+    trades themselves (the 1m view may not have caught up yet, as for /stream); without
+    ``start``: the ``limit`` buckets ending at ``end``. Buckets without trades have no candle.
+
+    The body is pasted from the numbers' text as QuestDB sent it: no float is parsed into
+    Python and printed again (that and 1,440 dicts were most of the time of a day of 1m bars)."""
     step = interval.seconds
+    latest_us = None
     if end is None:
         latest = last_trade(db, symbol)
         if latest is None:
-            return []
-        end = latest[0] // US
+            return b"[]"
+        latest_us = latest[0]
+        end = latest_us // US
     hi_bucket = end // step * step
     lo_bucket = hi_bucket - (limit - 1) * step if start is None else start // step * step
+    lo_bucket = max(lo_bucket, 0)  # nothing before the epoch (QuestDB rejects a negative timestamp)
     if lo_bucket > hi_bucket:
-        return []
+        return b"[]"
     rows = db.query(
         interval.sql,
         {"symbol": symbol, "lo": lo_bucket * US, "hi": (hi_bucket + step) * US, "limit": limit},
+        numbers_as_text=True,
     )
-    return [
-        {"time": t // US, "open": o, "high": h, "low": lo, "close": c, "volume": v}
-        for t, o, h, lo, c, v in reversed(rows)
-    ]
+    if latest_us is not None and interval.source != "raw":
+        forming = bucket_candle(db, symbol, interval, hi_bucket, latest_us)
+        if forming is not None:
+            values = (forming[k] for k in ("open", "high", "low", "close", "volume"))
+            row = (str(hi_bucket), *(json.dumps(v, allow_nan=False) for v in values))
+            if rows and rows[0][0] == row[0]:  # newest first
+                rows[0] = row
+            else:
+                rows.insert(0, row)
+                del rows[limit:]
+    rows.reverse()
+    body = "[" + ",".join([_CANDLE % row for row in rows]) + "]"
+    if "None" in body:  # SQL NULL (QuestDB's NaN), written as json.dumps would
+        body = body.replace("None", "null")
+    if "N" in body or "I" in body:  # NaN, Infinity: never sent by QuestDB (NULL instead), never valid JSON
+        raise ValueError(f"QuestDB sent a number that is not valid JSON for {symbol} {interval.name}")
+    return body.encode()
 
 
 def _merge(parts: list[tuple]) -> dict | None:

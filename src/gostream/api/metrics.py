@@ -32,6 +32,27 @@ DB_QUERY = Histogram(
 STREAMS = Gauge("gostream_api_open_streams", "Open /stream (Server-Sent Events) connections", multiprocess_mode="livesum")
 STREAM_EVENTS = Counter("gostream_api_stream_events_total", "Server-sent events written", ["event"])
 QUESTDB_ERRORS = Counter("gostream_api_questdb_errors_total", "Queries QuestDB could not answer")
+# The /candles response cache (gostream.api.cache), per worker, summed over workers.
+CANDLES_CACHE = Counter(
+    "gostream_api_candles_cache_requests_total",
+    "/candles requests by where the body came from: hit (a cached body within CANDLES_CACHE_MS), "
+    "miss (this request queried QuestDB), shared (waited for the query another request had started)",
+    ["result"],
+)
+CANDLES_CACHE_REFRESHES = Counter(
+    "gostream_api_candles_cache_refreshes_total",
+    "Background re-queries of a cached /candles body past half its bound (stale-while-revalidate)",
+)
+CANDLES_CACHE_ENTRIES = Gauge("gostream_api_candles_cache_entries", "/candles bodies held in the cache",
+                              multiprocess_mode="livesum")
+CANDLES_CACHE_BYTES = Gauge("gostream_api_candles_cache_bytes", "Bytes of the /candles bodies held in the cache",
+                            multiprocess_mode="livesum")
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # With gunicorn's preload_app these metrics are made in the master, and a worker writes
+    # its own samples file only when it first changes one; until then /metrics would lack
+    # every series of that worker. Writing a zero at fork puts them all there at once.
+    os.register_at_fork(after_in_child=lambda: QUESTDB_ERRORS.inc(0))
 
 
 def registry() -> CollectorRegistry:

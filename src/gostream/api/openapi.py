@@ -27,6 +27,18 @@ def _json_response(description: str, schema: dict) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_CACHE_HEADERS = {
+    "Cache-Control": {
+        "description": "`public, max-age=N` (N: the api's staleness bound CANDLES_CACHE_MS in whole seconds) "
+        "for a request with `to`; `no-store` without `to` or with the cache off.",
+        "schema": {"type": "string"},
+    },
+    "Age": {"description": "Whole seconds since the query behind this body was sent (cache on).",
+            "schema": {"type": "integer", "minimum": 0}},
+    "X-Cache": {"description": "Where the body came from (cache on).",
+                "schema": {"type": "string", "enum": ["hit", "miss", "shared"]}},
+}
+
 _ERRORS = {
     "400": {"$ref": "#/components/responses/BadRequest"},
     "503": {"$ref": "#/components/responses/Unavailable"},
@@ -53,7 +65,17 @@ def document() -> dict:
                     "description": "Candles of the buckets from the one holding `from` to the one holding `to`, "
                     "at most the `limit` latest. Without `to`: up to the symbol's latest trade. Without `from`: the "
                     "`limit` buckets ending at `to`. Buckets without trades have no candle. With no parameters: "
-                    "recent BTC-USDT 1m candles.",
+                    "recent BTC-USDT 1m candles.\n\n"
+                    "With `to`, answers are cached per parameter set (bounds are rounded down to their bucket) with "
+                    "bounded staleness: a body is never served more than `CANDLES_CACHE_MS` (default 1000 ms) after "
+                    "the query that made it was sent, because closed candles can still change (trades missed during "
+                    "a reconnect are backfilled into past minutes); `Cache-Control: public, max-age=<that bound in whole "
+                    "seconds>` and `Age` let HTTP caches keep to the same bound. Without `to` (the latest candles, the "
+                    "forming one computed from the trades themselves) requests arriving together share one query, "
+                    "but nothing is kept (`Cache-Control: no-store`). `X-Cache` says whether the body was cached "
+                    "(`hit`), queried for this request (`miss`) or shared with a concurrent request's query "
+                    "(`shared`). For live updates use `/stream`. With `CANDLES_CACHE_MS=0` every request queries "
+                    "QuestDB, `Cache-Control: no-store`, no `X-Cache`.",
                     "parameters": [
                         _symbol(),
                         _interval(),
@@ -63,7 +85,10 @@ def document() -> dict:
                                {"type": "integer", "minimum": 1, "maximum": MAX_CANDLES, "default": DEFAULT_CANDLES}),
                     ],
                     "responses": {
-                        "200": _json_response("Candles", {"type": "array", "items": {"$ref": "#/components/schemas/Candle"}}),
+                        "200": {
+                            **_json_response("Candles", {"type": "array", "items": {"$ref": "#/components/schemas/Candle"}}),
+                            "headers": _CACHE_HEADERS,
+                        },
                         **_ERRORS,
                     },
                 }

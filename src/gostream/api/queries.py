@@ -5,7 +5,9 @@ Request values (symbol, bounds, limits) are only ever bound parameters
 names below, chosen from fixed tables by key.
 
 Candles are aligned to the UTC calendar (QuestDB's SAMPLE BY default). Every interval
-divides a day, so a bucket starts at ``floor(t / seconds) * seconds``.
+divides a day, so a bucket starts at ``floor(t / seconds) * seconds``. Candle queries
+give the bucket start in epoch seconds (QuestDB divides longs as integers; timestamps
+are never negative here), the unit the api answers in.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ class Interval:
     name: str
     seconds: int
     source: str  # "raw": SAMPLE BY over trades; "view": the 1m view; "rollup": SAMPLE BY over the 1m view
-    sql: str  # candles in [lo, hi), newest first, at most `limit`
+    sql: str  # candles (t in epoch s, open, high, low, close, volume) in [lo, hi), newest first, at most `limit`
 
 
 _RAW = f"""
-SELECT cast(timestamp AS long) AS t, open, high, low, close, volume FROM (
+SELECT cast(timestamp AS long) / 1000000 AS t, open, high, low, close, volume FROM (
     SELECT timestamp, first(price) AS open, max(price) AS high, min(price) AS low,
            last(price) AS close, sum(size) AS volume
     FROM {TRADES_TABLE}
@@ -34,13 +36,13 @@ SELECT cast(timestamp AS long) AS t, open, high, low, close, volume FROM (
 """
 
 _VIEW = f"""
-SELECT cast(timestamp AS long) AS t, open, high, low, close, volume FROM {CANDLES_1M_VIEW}
+SELECT cast(timestamp AS long) / 1000000 AS t, open, high, low, close, volume FROM {CANDLES_1M_VIEW}
 WHERE symbol = %(symbol)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
 ORDER BY timestamp DESC LIMIT %(limit)s
 """
 
 _ROLLUP = f"""
-SELECT cast(timestamp AS long) AS t, open, high, low, close, volume FROM (
+SELECT cast(timestamp AS long) / 1000000 AS t, open, high, low, close, volume FROM (
     SELECT timestamp, first(open) AS open, max(high) AS high, min(low) AS low,
            last(close) AS close, sum(volume) AS volume
     FROM {CANDLES_1M_VIEW}

@@ -17,10 +17,19 @@ class ApiSettings(QuestDBSettings):
     # /stream: how often new trades are looked for, and the keep-alive comment period.
     stream_poll_ms: int = 250
     stream_keepalive_s: float = 15.0
+    # /candles response cache (per worker): a body is served for at most this long after
+    # its query was sent (0: no cache, every request queries QuestDB); at most this many
+    # bodies and megabytes are kept.
+    candles_cache_ms: int = 1000
+    candles_cache_entries: int = 64
+    candles_cache_mb: int = 16
     default_symbol: str = "BTC-USDT"
     log_level: str = "INFO"
 
     def check(self) -> None:
-        require_positive(self, "questdb_pool_size", "questdb_connect_timeout_s", "stream_poll_ms", "stream_keepalive_s")
+        require_positive(self, "questdb_pool_size", "questdb_connect_timeout_s", "stream_poll_ms", "stream_keepalive_s",
+                         "candles_cache_entries", "candles_cache_mb")
+        if not 0 <= self.candles_cache_ms <= 60_000:
+            raise SettingsError(f"CANDLES_CACHE_MS must be 0 (off) .. 60000, got {self.candles_cache_ms!r}")
         if not SYMBOL_PATTERN.match(self.default_symbol):
             raise SettingsError(f"DEFAULT_SYMBOL={self.default_symbol!r}: not an instrument id like BTC-USDT")
