@@ -14,8 +14,10 @@ class ApiSettings(QuestDBSettings):
     # Connections per gunicorn worker (the pool never opens more than twice this).
     questdb_pool_size: int = 8
     questdb_connect_timeout_s: int = 3
-    # /stream: how often new trades are looked for, and the keep-alive comment period.
-    stream_poll_ms: int = 250
+    # /stream: how often new trades are looked for (one indexed query per symbol per worker
+    # while somebody watches it; it bounds how late a trade reaches the page), and the
+    # keep-alive comment period.
+    stream_poll_ms: int = 50
     stream_keepalive_s: float = 15.0
     # /candles response cache (per worker): a body is served for at most this long after
     # its query was sent (0: no cache, every request queries QuestDB); at most this many
