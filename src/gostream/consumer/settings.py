@@ -12,7 +12,7 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     # kafka-python's 45 s default would stall ingestion for that long after a crash; much
     # shorter and a consumer starved of CPU for a moment is expelled from the group.
     kafka_session_timeout_ms: int = 20_000
-    kafka_fetch_max_wait_ms: int = 50
+    kafka_fetch_max_wait_ms: int = 500
     health_port: int = 9102
     log_level: str = "INFO"
     # A batch is flushed to QuestDB (one transaction) and committed to Kafka when it
