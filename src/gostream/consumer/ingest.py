@@ -24,6 +24,9 @@ from gostream.consumer.sink import QuestDBSink
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.2
+# A batch that is neither full nor caught up (e.g. a backlog of dead letters, which add no
+# rows) is still written this often.
+MAX_BATCH_AGE_S = 1.0
 
 
 class DeadLetters:
@@ -75,6 +78,7 @@ class Ingest(ConsumerRebalanceListener):
         # First offset read since the last commit, per partition: where to rewind to.
         self._uncommitted: dict[TopicPartition, int] = {}
         self._batch_started = 0.0
+        self._drained = True  # the last poll returned less than it could: the topic is read up
         self._failing_since = 0.0
         self._last_error = ""
 
@@ -105,6 +109,9 @@ class Ingest(ConsumerRebalanceListener):
         if self._uncommitted:
             wait_s = max(0.0, self._batch_started + self.settings.flush_interval_s - time.monotonic())
         batch = self.consumer.poll(timeout_ms=int(wait_s * 1000), max_records=self.settings.batch_max_records)
+        # A full poll means more is waiting: keep filling the batch rather than write a
+        # backlog in small transactions (P1: 0.6x the bare loop when flushed on time alone).
+        self._drained = sum(len(records) for records in batch.values()) < self.settings.batch_max_records
         metrics.update_lag(self.consumer)
         for partition, records in batch.items():
             if not records:
@@ -126,7 +133,8 @@ class Ingest(ConsumerRebalanceListener):
         if not self._uncommitted:
             return False
         full = self.sink.rows >= self.settings.batch_max_records
-        return full or time.monotonic() - self._batch_started >= self.settings.flush_interval_s
+        age = time.monotonic() - self._batch_started
+        return full or (self._drained and age >= self.settings.flush_interval_s) or age >= MAX_BATCH_AGE_S
 
     def checkpoint(self, wait_for_commit: bool) -> bool:
         """Flush QuestDB and the DLQ, then commit. False (and rewound) on failure.
