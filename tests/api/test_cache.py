@@ -72,6 +72,21 @@ def counted(result: str) -> float:
     return metrics.CANDLES_CACHE.labels(result)._value.get()
 
 
+def together(ask, load: CountingLoad, n: int) -> None:
+    """Run ``ask`` in ``n`` threads while ``load`` is held at its gate: once the other n - 1
+    wait for the one query in progress, open the gate and let them all finish."""
+    load.gate = threading.Event()
+    shared_before = counted("shared")
+    askers = [threading.Thread(target=ask) for _ in range(n)]
+    for asker in askers:
+        asker.start()
+    wait_for(lambda: counted("shared") - shared_before == n - 1 and load.calls == 1, 30,
+             message=f"{n - 1} requests sharing one query")
+    load.gate.set()
+    for asker in askers:
+        asker.join(30)
+
+
 @pytest.fixture(scope="module")
 def db(api) -> Database:  # `api` made the schema
     database = Database(make_engine(ApiSettings(questdb_host="127.0.0.1", questdb_pg_port=TEST_PORTS.questdb_pg)))
@@ -134,17 +149,8 @@ def test_stale_body_is_served_while_one_refresh_runs(db, symbol):
 def test_concurrent_misses_run_one_query(db, symbol):
     cache = ResponseCache(max_age_s=60, max_entries=8, max_bytes=1 << 20)
     load = CountingLoad(db, symbol)
-    load.gate = threading.Event()
-    shared_before = counted("shared")
     results: list[tuple] = []
-    askers = [threading.Thread(target=lambda: results.append(cache.get("k", load))) for _ in range(8)]
-    for asker in askers:
-        asker.start()
-    # Seven wait for the one query in progress (held at the gate) ...
-    wait_for(lambda: counted("shared") - shared_before == 7 and load.calls == 1, 30, message="7 requests sharing one query")
-    load.gate.set()
-    for asker in askers:
-        asker.join(30)
+    together(lambda: results.append(cache.get("k", load)), load, 8)
     assert load.calls == 1
     assert sorted(how for _, _, how in results) == ["miss"] + ["shared"] * 7
     assert len({body for body, _, _ in results}) == 1
@@ -154,16 +160,8 @@ def test_concurrent_misses_run_one_query(db, symbol):
 def test_share_only_bodies_are_shared_by_concurrent_requests_and_never_kept(db, symbol):
     cache = ResponseCache(max_age_s=60, max_entries=8, max_bytes=1 << 20)
     load = CountingLoad(db, symbol)
-    load.gate = threading.Event()
-    shared_before = counted("shared")
     results: list[tuple] = []
-    askers = [threading.Thread(target=lambda: results.append(cache.get("k", load, keep=False))) for _ in range(4)]
-    for asker in askers:
-        asker.start()
-    wait_for(lambda: counted("shared") - shared_before == 3 and load.calls == 1, 30, message="3 requests sharing one query")
-    load.gate.set()
-    for asker in askers:
-        asker.join(30)
+    together(lambda: results.append(cache.get("k", load, keep=False)), load, 4)
     assert sorted(how for _, _, how in results) == ["miss", "shared", "shared", "shared"] and load.calls == 1
     assert len(cache) == 0
     insert(symbol, 2, 105.0, 0.5, MINUTE + 9)
@@ -174,9 +172,7 @@ def test_share_only_bodies_are_shared_by_concurrent_requests_and_never_kept(db, 
 def test_a_failed_query_fails_every_waiter_and_is_not_cached(db, symbol):
     cache = ResponseCache(max_age_s=60, max_entries=8, max_bytes=1 << 20)
     load = CountingLoad(db, symbol)
-    load.gate = threading.Event()
     load.fail = Unavailable("QuestDB is unavailable")
-    shared_before = counted("shared")
     errors: list[BaseException] = []
 
     def ask():
@@ -185,13 +181,7 @@ def test_a_failed_query_fails_every_waiter_and_is_not_cached(db, symbol):
         except Unavailable as exc:
             errors.append(exc)
 
-    askers = [threading.Thread(target=ask) for _ in range(4)]
-    for asker in askers:
-        asker.start()
-    wait_for(lambda: counted("shared") - shared_before == 3, 30, message="3 requests sharing one query")
-    load.gate.set()
-    for asker in askers:
-        asker.join(30)
+    together(ask, load, 4)
     assert len(errors) == 4 and all(str(e) == "QuestDB is unavailable" for e in errors)
     assert len({id(e) for e in errors}) == 4  # each its own exception object
     assert len(cache) == 0

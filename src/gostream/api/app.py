@@ -233,5 +233,5 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     app.after_request(_finished)
 
     serve_cached_candles(app, services)
-    mount_health(app, services.db.ping, metrics.registry())
+    mount_health(app, services.db.ping)
     return app

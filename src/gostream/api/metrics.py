@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()
 
@@ -54,12 +54,3 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # every series of that worker. Writing a zero at fork puts them all there at once.
     os.register_at_fork(after_in_child=lambda: QUESTDB_ERRORS.inc(0))
 
-
-def registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        collecting = CollectorRegistry()
-        multiprocess.MultiProcessCollector(collecting)
-        return collecting
-    return REGISTRY

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
@@ -67,9 +68,21 @@ def health_app(problems: Problems, registry: CollectorRegistry = REGISTRY):
     return app
 
 
-def mount_health(app, problems: Problems, registry: CollectorRegistry = REGISTRY) -> None:
+def process_registry() -> CollectorRegistry:
+    """What /metrics should show: the default registry, or, when gunicorn workers share
+    PROMETHEUS_MULTIPROC_DIR, every worker's samples added up."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        collecting = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collecting)
+        return collecting
+    return REGISTRY
+
+
+def mount_health(app, problems: Problems) -> None:
     """Serve the health paths from a Flask app's own port, ahead of its routes."""
-    health = health_app(problems, registry)
+    health = health_app(problems, process_registry())
     inner = app.wsgi_app
 
     def wsgi(environ, start_response):

@@ -92,5 +92,5 @@ def create_app(settings: FrontendSettings | None = None) -> Flask:
             conn.close()
         return found
 
-    mount_health(app, problems, metrics.registry())
+    mount_health(app, problems)
     return app

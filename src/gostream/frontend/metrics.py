@@ -7,9 +7,7 @@ page, static, api and other: never a path.
 
 from __future__ import annotations
 
-import os
-
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()
 
@@ -31,12 +29,3 @@ STREAMS = Gauge(
     "gostream_frontend_open_streams", "Event streams being relayed from the api", multiprocess_mode="livesum"
 )
 
-
-def registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        collecting = CollectorRegistry()
-        multiprocess.MultiProcessCollector(collecting)
-        return collecting
-    return REGISTRY
