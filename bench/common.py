@@ -123,22 +123,6 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def rss_mb(pid: int | None, tree: bool = True) -> float:
-    """Resident memory of ``pid`` (and its children: gunicorn workers), in MB."""
-    if pid is None:
-        return 0.0
-    pids = [pid] + (_children(pid) if tree else [])
-    total_kb = 0
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            pass
-    return round(total_kb / 1024, 1)
-
-
 def memory_mb(pid: int | None) -> dict:
     """Memory of ``pid`` and its children (gunicorn workers), in MB: ``rss`` counts pages the
     processes share once per process; ``pss`` (proportional set size, from smaps_rollup)

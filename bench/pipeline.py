@@ -130,7 +130,7 @@ def p2_steps(exchange: Exchange, procs: dict, java: dict, rates: list[int], dura
              per_push: int = 1, drain_ok_s: float = 5.0, drain_max_s: float = 60.0) -> dict:
     steps = []
     best = 0
-    peak = {name: 0.0 for name in procs}
+    peak = {name: {"rss": 0.0, "pss": 0.0} for name in procs}
     next_id = 10_000_000
     everyone = {**procs, **java, "exchange": exchange.process}
     for rate in rates:
@@ -141,7 +141,8 @@ def p2_steps(exchange: Exchange, procs: dict, java: dict, rates: list[int], dura
         def sample() -> None:
             while not sampling.wait(1.0):
                 for name, p in procs.items():
-                    peak[name] = max(peak[name], memory_mb(p.pid)["pss"])
+                    now = memory_mb(p.pid)
+                    peak[name] = {key: max(peak[name][key], now[key]) for key in now}
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -178,7 +179,7 @@ def p2_steps(exchange: Exchange, procs: dict, java: dict, rates: list[int], dura
         else:
             break
     return {"duration_s": duration_s, "per_push": per_push, "steps": steps, "max_sustained_rate": best,
-            "peak_pss_mb": peak}
+            "peak_mb": peak}
 
 
 def run(stack: Stack, stamp: str, rates: list[int], duration_s: float, per_push: int = 1,
@@ -199,7 +200,7 @@ def run(stack: Stack, stamp: str, rates: list[int], duration_s: float, per_push:
 
     if rates:
         result["p2"] = p2_steps(exchange, procs, java, rates, duration_s, stamp, per_push)
-        result["load_pss_mb"] = result["p2"].pop("peak_pss_mb")
+        result["load_mb"] = result["p2"].pop("peak_mb")
         result["load_mb_jvm"] = {name: memory_mb(p.pid) for name, p in java.items()}
     stack.stop(producer)
     stack.stop(consumer)

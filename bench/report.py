@@ -10,14 +10,6 @@ DOC = c.ROOT / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:table:begin -->", "<!-- bench:table:end -->"
 
 
-def _pss(v) -> float:
-    return v["pss"] if isinstance(v, dict) else v  # older results: RSS only
-
-
-def _rss(v) -> float:
-    return v["rss"] if isinstance(v, dict) else v
-
-
 def _met(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**met**" if ok else "**not met**")
 
@@ -78,14 +70,14 @@ def _rows(r: dict) -> list[tuple[str, str, str, str, str]]:
                          "p99 <= 250 ms", _met(lat.get("n", 0) > 0 and p5["missed"] == 0 and lat["p99"] <= 250)))
         else:
             rows.append(("P5 browser", "make bench ONLY=p4,p5", f"error: {p5.get('error', '')[:200]}", "", "n/a"))
-    idle = {**pipe.get("idle_mb", {}), **(p4 or {}).get("idle_mb", (p4 or {}).get("idle_rss_mb", {}))}
+    idle = {**pipe.get("idle_mb", {}), **(p4 or {}).get("idle_mb", {})}
     if idle:
-        load = {**pipe.get("load_pss_mb", {}), **(p4 or {}).get("load_mb", (p4 or {}).get("load_rss_mb", {}))}
+        load = {**pipe.get("load_mb", {}), **(p4 or {}).get("load_mb", {})}
         rows.append(("P6 memory", "make bench ONLY=p6",
-                     "idle PSS (RSS) " + ", ".join(f"{k} {_pss(v)} ({_rss(v)}) MB" for k, v in idle.items())
-                     + "; peak PSS under load " + ", ".join(f"{k} {_pss(v)} MB" for k, v in load.items())
+                     "idle PSS (RSS) " + ", ".join(f"{k} {v['pss']} ({v['rss']}) MB" for k, v in idle.items())
+                     + "; peak PSS under load " + ", ".join(f"{k} {v['pss']} MB" for k, v in load.items())
                      + " (a gunicorn service: master + workers; PSS counts their shared pages once)",
-                     "<= 80 MB idle per service", _met(all(_pss(v) <= 80 for v in idle.values()))))
+                     "<= 80 MB idle per service", _met(all(v["pss"] <= 80 for v in idle.values()))))
     imgs = b.get("images_mb")
     if imgs:
         if "error" in imgs:
