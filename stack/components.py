@@ -186,6 +186,25 @@ def kafka(data: Path, ports: Ports) -> Spec:
     )
 
 
+# QuestDB tuned for a small machine (the chart's values set the same). Measured at 35-100
+# transactions/s of 30 rows on two cores (BENCHMARKS.md): its worker threads spin and yield
+# between jobs before they sleep, so with a transaction every few tens of milliseconds they
+# never sleep (1.9 cores -> 0.25 with these thresholds, a row visible as fast); and INFO
+# logs several lines per transaction and query (0.7 core -> 0.2 at 100 transactions/s).
+# Materialized views need a refresh worker of their own: a count of 0 turns refresh off.
+QUESTDB_SMALL_MACHINE = {
+    "QDB_SHARED_WORKER_YIELD_THRESHOLD": "10",
+    "QDB_SHARED_WORKER_NAP_THRESHOLD": "20",
+    "QDB_SHARED_WORKER_SLEEP_THRESHOLD": "50",
+    "QDB_WAL_APPLY_WORKER_COUNT": "0",
+    "QDB_MAT_VIEW_REFRESH_WORKER_COUNT": "1",
+    "QDB_MAT_VIEW_REFRESH_WORKER_YIELD_THRESHOLD": "10",
+    "QDB_MAT_VIEW_REFRESH_WORKER_NAP_THRESHOLD": "20",
+    "QDB_MAT_VIEW_REFRESH_WORKER_SLEEP_THRESHOLD": "50",
+    "QDB_LOG_W_STDOUT_LEVEL": "ERROR,CRITICAL,ADVISORY",
+}
+
+
 def questdb(data: Path, ports: Ports) -> Spec:
     home = data / "questdb"
     jar = next(iter(sorted((JARS / "questdb").glob("questdb-*.jar"))), JARS / "questdb" / "questdb.jar")
@@ -194,6 +213,7 @@ def questdb(data: Path, ports: Ports) -> Spec:
         "QDB_TELEMETRY_ENABLED": "false",
         "QDB_HTTP_MIN_WORKER_COUNT": "1",
         "QDB_SHARED_WORKER_COUNT": "2",
+        **QUESTDB_SMALL_MACHINE,
         "QDB_HTTP_BIND_TO": f"127.0.0.1:{ports.questdb_http}",
         "QDB_HTTP_MIN_NET_BIND_TO": f"127.0.0.1:{ports.questdb_health}",
         "QDB_PG_NET_BIND_TO": f"127.0.0.1:{ports.questdb_pg}",
