@@ -13,7 +13,7 @@ from kafka.errors import KafkaError
 from gostream.common.health import HealthServer
 from gostream.common.logs import setup_logging
 from gostream.common.settings import SettingsError, load
-from gostream.consumer.ingest import DeadLetters, Ingest
+from gostream.consumer.ingest import DeadLetters, Ingest, Stalled
 from gostream.consumer.schema import ensure_schema
 from gostream.consumer.settings import ConsumerSettings
 from gostream.consumer.sink import QuestDBSink, sender_conf
@@ -93,10 +93,6 @@ def main() -> int:
             heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 4),
             # A partition added later is picked up within this time.
             metadata_max_age_ms=30_000,
-            # Measured (BENCHMARKS.md, P3): 1-2 % of records wait out the whole fetch wait
-            # before they are seen; 50 ms cut that p99 from ~500 to ~40 ms, but full test
-            # runs with it saw a fresh consumer stop fetching and drop out of its group, so
-            # the default stays kafka-python's 500 until that is understood.
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         ),
         stopping,
@@ -110,7 +106,7 @@ def main() -> int:
     log.info("consumer started", extra={"topic": settings.kafka_topic, "group": settings.kafka_group_id})
     try:
         ingest.run()
-    except KafkaError as exc:
+    except (KafkaError, Stalled) as exc:
         log.error("kafka failed", extra={"error": str(exc)})
         return 1
     finally:

@@ -55,6 +55,60 @@ class DeadLetters:
             self.pending = 0
 
 
+class Stalled(RuntimeError):
+    """The consumer holds partitions with records waiting but stopped reading them."""
+
+
+class StallWatch:
+    """Notices a consumer that holds partitions with records waiting and reads none of them.
+
+    Seen with kafka-python 3 on a CPU-starved machine: a fresh consumer was assigned its
+    partitions, never fetched, and was later expelled from its group without rejoining.
+    Nothing inside the client reports it, so the end offsets are asked for directly (a
+    ListOffsets round trip, every ``every_s``) and compared with the positions. The caller
+    exits when it trips; Kubernetes or the supervisor start a fresh consumer.
+    """
+
+    def __init__(self, timeout_s: float, every_s: float = 5.0) -> None:
+        self.timeout_s = timeout_s
+        self.every_s = every_s
+        self._checked = 0.0
+        self._positions: dict = {}
+        self._progress = time.monotonic()
+        self._stalled = 0.0
+
+    def reset(self) -> None:
+        """Not reading on purpose (backing off while QuestDB is down): start counting anew."""
+        self._positions = {}
+        self._progress = time.monotonic()
+        self._stalled = 0.0
+
+    def stalled_for(self, consumer: KafkaConsumer) -> float:
+        """Seconds without progress while records wait (as of the last check); 0 when
+        reading or when nothing waits."""
+        now = time.monotonic()
+        if now - self._checked >= self.every_s:
+            self._checked = now
+            self._stalled = self._check(consumer, now)
+        return self._stalled
+
+    def _check(self, consumer: KafkaConsumer, now: float) -> float:
+        assigned = consumer.assignment()
+        if not assigned:
+            self.reset()
+            return 0.0
+        subscription = consumer._subscription  # kafka-python 3: positions without a round trip
+        positions = {tp: getattr(subscription.position(tp), "offset", subscription.position(tp))
+                     if subscription.has_valid_position(tp) else None for tp in assigned}
+        end = consumer.end_offsets(list(assigned), timeout_ms=max(1000, int(self.every_s * 1000)))
+        waiting = any(end.get(tp, 0) > (positions[tp] or 0) for tp in assigned)
+        if not waiting or positions != self._positions:
+            self._positions = positions
+            self._progress = now
+            return 0.0
+        return now - self._progress
+
+
 def _count_commit_errors(offsets, response) -> None:
     if isinstance(response, Exception):
         metrics.COMMIT_ERRORS.inc()
@@ -69,8 +123,10 @@ class Ingest(ConsumerRebalanceListener):
         sink: QuestDBSink,
         dead_letters: DeadLetters,
         stopping: threading.Event,
+        stall_watch: StallWatch | None = None,
     ) -> None:
         self.settings = settings
+        self.stall_watch = stall_watch or StallWatch(settings.stall_timeout_s)
         self.consumer = consumer
         self.sink = sink
         self.dead_letters = dead_letters
@@ -81,11 +137,14 @@ class Ingest(ConsumerRebalanceListener):
         self._drained = True  # the last poll returned less than it could: the topic is read up
         self._failing_since = 0.0
         self._last_error = ""
+        self._stalled_s = 0.0
 
     def problems(self) -> list[str]:
         found = []
         if not kafka_connected(self.consumer):
             found.append("kafka: not connected")
+        if self._stalled_s:
+            found.append(f"kafka: records waiting, none read for {self._stalled_s:.0f} s")
         if self._failing_since:
             found.append(f"questdb: writes failing for {time.monotonic() - self._failing_since:.0f} s ({self._last_error})")
         return found
@@ -100,7 +159,19 @@ class Ingest(ConsumerRebalanceListener):
                 else:
                     self.stopping.wait(delay)  # QuestDB is down: back off, don't spin
                     delay = min(delay * 2, self.settings.retry_max_delay_s)
+                    self.stall_watch.reset()
+            self._check_stall()
         self.checkpoint(wait_for_commit=True)
+
+    def _check_stall(self) -> None:
+        try:
+            self._stalled_s = self.stall_watch.stalled_for(self.consumer)
+        except Exception as exc:  # Kafka unreachable: "not connected" says so already
+            log.debug("stall check failed", extra={"error": str(exc)})
+            return
+        if self._stalled_s >= self.stall_watch.timeout_s:
+            raise Stalled(f"records waiting in {sorted(map(str, self.consumer.assignment()))}, "
+                          f"none read for {self._stalled_s:.0f} s")
 
     def _poll_once(self) -> None:
         # With a batch open, wait only as long as it may still wait; idle, a poll returns

@@ -12,7 +12,14 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     # kafka-python's 45 s default would stall ingestion for that long after a crash; much
     # shorter and a consumer starved of CPU for a moment is expelled from the group.
     kafka_session_timeout_ms: int = 20_000
-    kafka_fetch_max_wait_ms: int = 500
+    # How long the broker holds a fetch that finds nothing new. kafka-python leaves a
+    # partition out of the next fetch while its last records are being handed over, and that
+    # fetch, holding only quiet partitions, then waits this long (BENCHMARKS.md, P3): 500,
+    # the client's default, put 1-2 % of trades half a second late.
+    kafka_fetch_max_wait_ms: int = 50
+    # A consumer holding partitions with records waiting that reads none for this long
+    # exits (and is restarted): see ingest.StallWatch.
+    stall_timeout_s: float = 60.0
     health_port: int = 9102
     log_level: str = "INFO"
     # A batch is flushed to QuestDB (one transaction) and committed to Kafka when it
@@ -26,4 +33,4 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     retry_max_delay_s: float = 30.0
 
     def check(self) -> None:
-        require_positive(self, "kafka_session_timeout_ms", "kafka_fetch_max_wait_ms", "batch_max_records", "flush_interval_s", "retry_max_delay_s")
+        require_positive(self, "kafka_session_timeout_ms", "kafka_fetch_max_wait_ms", "stall_timeout_s", "batch_max_records", "flush_interval_s", "retry_max_delay_s")
