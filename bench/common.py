@@ -19,6 +19,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 from stack import components as c
@@ -95,6 +96,16 @@ def sql(query: str, timeout_s: float = 60) -> list[dict]:
         return []
     names = [col["name"] for col in body["columns"]]
     return [dict(zip(names, row)) for row in body["dataset"]]
+
+
+def pg_connection():
+    """A QuestDB connection over the PostgreSQL wire (autocommit), for fast repeated reads."""
+    import psycopg2
+
+    connection = psycopg2.connect(host="127.0.0.1", port=PORTS.questdb_pg, user="admin", password="quest",
+                                  dbname="qdb", connect_timeout=10)
+    connection.autocommit = True
+    return closing(connection)
 
 
 def scalar(query: str, default=0):
