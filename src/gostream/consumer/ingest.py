@@ -97,9 +97,7 @@ class StallWatch:
         if not assigned:
             self.reset()
             return 0.0
-        subscription = consumer._subscription  # kafka-python 3: positions without a round trip
-        positions = {tp: getattr(subscription.position(tp), "offset", subscription.position(tp))
-                     if subscription.has_valid_position(tp) else None for tp in assigned}
+        positions = metrics.positions(consumer)
         end = consumer.end_offsets(list(assigned), timeout_ms=max(1000, int(self.every_s * 1000)))
         waiting = any(end.get(tp, 0) > (positions[tp] or 0) for tp in assigned)
         if not waiting or positions != self._positions:

@@ -33,6 +33,17 @@ _lag_updated = [0.0]
 _lag_labels: set[tuple[str, str]] = set()
 
 
+def positions(consumer) -> dict:
+    """Each assigned partition's next offset to read (None until it has one), from the
+    consumer's own state: kafka-python 3 keeps it without a network round trip."""
+    subscription = consumer._subscription
+    found = {}
+    for tp in consumer.assignment():
+        position = subscription.position(tp) if subscription.has_valid_position(tp) else None
+        found[tp] = getattr(position, "offset", position)
+    return found
+
+
 def update_lag(consumer, every_s: float = 1.0) -> None:
     """Refresh gostream_consumer_lag_records from the consumer's own state.
 
@@ -47,14 +58,12 @@ def update_lag(consumer, every_s: float = 1.0) -> None:
     _lag_updated[0] = now
     seen = set()
     try:
-        subscription = consumer._subscription  # kafka-python 3: position without a network round-trip
-        for tp in consumer.assignment():
+        for tp, position in positions(consumer).items():
             highwater = consumer.highwater(tp)
-            position = subscription.position(tp) if subscription.has_valid_position(tp) else None
             if highwater is None or position is None:
                 continue
             labels = (tp.topic, str(tp.partition))
-            LAG.labels(*labels).set(max(0, highwater - getattr(position, "offset", position)))
+            LAG.labels(*labels).set(max(0, highwater - position))
             seen.add(labels)
     except Exception:  # never let a metric break the ingest loop
         return
