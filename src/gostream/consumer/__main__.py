@@ -34,11 +34,22 @@ def _retry(what: str, action, stopping: threading.Event):
     raise SystemExit(0)
 
 
-def _require_topic(consumer: KafkaConsumer, topic: str) -> set[int]:
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        raise LookupError(f"topic {topic!r} does not exist (yet)")
-    return partitions
+def subscribe(consumer: KafkaConsumer, topic: str, listener, stopping: threading.Event) -> None:
+    """Subscribe, then wait until the broker lists the topic, before the first poll.
+
+    kafka-python 3.0.12 notes the subscribed topics' partitions only when a metadata answer
+    arrives after subscribe(). A first join ahead of that answer assigns from an empty
+    view, and the rejoin that follows can end while no poll waits for it: its result is
+    dropped, and the consumer holds nothing, sends no heartbeats and is expelled. topics()
+    asks the broker on every call, and each answer updates that view.
+    """
+    consumer.subscribe([topic], listener=listener)
+
+    def listed() -> None:
+        if topic not in consumer.topics():
+            raise LookupError(f"topic {topic!r} does not exist (yet)")
+
+    _retry("topic", listed, stopping)
 
 
 def main() -> int:
@@ -97,12 +108,9 @@ def main() -> int:
         ),
         stopping,
     )
-    # Subscribing before the topic's metadata is known can leave the group leader with an
-    # empty assignment until the next metadata refresh: wait for the topic first.
-    starting[0] = f"waiting for topic {settings.kafka_topic}"
-    _retry("topic", lambda: _require_topic(consumer, settings.kafka_topic), stopping)
     ingest = Ingest(settings, consumer, sink, DeadLetters(dlq_producer, settings.kafka_dlq_topic), stopping)
-    consumer.subscribe([settings.kafka_topic], listener=ingest)
+    starting[0] = f"waiting for topic {settings.kafka_topic}"
+    subscribe(consumer, settings.kafka_topic, ingest, stopping)
     log.info("consumer started", extra={"topic": settings.kafka_topic, "group": settings.kafka_group_id})
     try:
         ingest.run()

@@ -251,6 +251,9 @@ class Ingest(ConsumerRebalanceListener):
     # sent asynchronously (if it loses the race with the rebalance, the next owner re-reads
     # rows QuestDB already has, which DEDUP absorbs).
     def on_partitions_revoked(self, revoked) -> None:
+        if revoked:
+            metrics.PARTITIONS_REVOKED.inc(len(revoked))
+            log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked)})
         if not self.checkpoint(wait_for_commit=False):
             log.warning("partitions revoked with an unflushed batch; the next owner re-reads it")
 

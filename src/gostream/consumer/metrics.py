@@ -9,6 +9,9 @@ ROWS_WRITTEN = Counter("gostream_consumer_rows_written_total", "Rows QuestDB ack
 DLQ_RECORDS = Counter("gostream_consumer_dlq_records_total", "Records sent to the dead-letter topic", ["reason"])
 FLUSH_ERRORS = Counter("gostream_consumer_flush_errors_total", "QuestDB flushes that failed (batch rewound)")
 COMMIT_ERRORS = Counter("gostream_consumer_commit_errors_total", "Kafka offset commits that failed")
+PARTITIONS_REVOKED = Counter(
+    "gostream_consumer_partitions_revoked_total", "Partitions taken away by a group rebalance (each one a pause)"
+)
 BATCH_ROWS = Histogram(
     "gostream_consumer_batch_rows", "Rows per QuestDB transaction", buckets=(1, 10, 50, 100, 500, 1000, 5000, 20000)
 )
