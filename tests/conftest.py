@@ -99,6 +99,7 @@ def topic(kafka) -> str:
 def services(request, kafka, questdb, stack_dir):
     """Start producer/consumer as subprocesses: ``services.start("consumer", topic=..., **env)``."""
     started: list[Process] = []
+    request.node.service_processes = started  # their logs go into a failure's report
 
     class Services:
         def spec(self, name: str, topic: str, **env: str) -> c.Spec:
@@ -124,6 +125,17 @@ def services(request, kafka, questdb, stack_dir):
     yield Services()
     for process in reversed(started):
         process.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with the last lines of each service it started: the
+    service's own account of what went wrong (CI keeps nothing else)."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for process in getattr(item, "service_processes", []):
+            report.sections.append((f"{process.spec.name} log, last lines", process.tail(25)))
+    return report
 
 
 # -- QuestDB helpers for assertions -------------------------------------------
