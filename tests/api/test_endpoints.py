@@ -48,6 +48,9 @@ BAD = [
     ("/symbols?symbol=BTC-USDT", "unknown parameter"),
     ("/stream?interval=7s", "interval"),
     ("/stream?symbol=%27", "symbol"),
+    ("/stream?since=abc", "since"),
+    ("/stream?since=-60", "since"),
+    ("/stream?since=99999999999", "since"),
 ]
 
 
@@ -125,7 +128,7 @@ def test_openapi_document_is_valid_and_complete(api):
     assert params["/candles"] == {"symbol", "interval", "from", "to", "limit"}
     assert params["/trades"] == {"symbol", "limit"}
     assert params["/stats"] == {"symbol"}
-    assert params["/stream"] == {"symbol", "interval"}
+    assert params["/stream"] == {"symbol", "interval", "since"}
     for path in ("/candles", "/trades", "/stats", "/stream", "/symbols"):
         assert {"200", "400", "503"} <= set(doc["paths"][path]["get"]["responses"]), path
 

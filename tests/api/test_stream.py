@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.api.pipeline import expected_candles
+from gostream.api.stream import CATCH_UP
+from tests.api.pipeline import assert_candles_equal, expected_candles
 from tests.conftest import TEST_PORTS
 
 
@@ -81,3 +82,40 @@ def test_trade_reaches_stream_client(market):
         stream.until(lambda e, _: e == ("comment", ": keep-alive"), timeout_s=10)
     finally:
         stream.close()
+
+
+def starting_candles(path: str) -> list[dict]:
+    """The candles a stream sends after hello, before anything else (a quiet symbol's
+    stream has nothing else until its first keep-alive comment)."""
+    stream = SSE(TEST_PORTS.api, path)
+    try:
+        assert stream.response.status == 200
+        seen = stream.until(lambda e, _: e[0] not in ("hello", "candle"))
+    finally:
+        stream.close()
+    assert seen[0][0] == "hello"
+    return [data for name, data in seen if name == "candle"]
+
+
+@pytest.mark.parametrize("interval", ["1m", "1h"])
+def test_stream_starts_with_the_forming_candle(market, interval):
+    symbol = market.spread
+    got = starting_candles(f"/stream?symbol={symbol}&interval={interval}")
+    assert_candles_equal(got, expected_candles(market.trades[symbol], interval)[-1:])
+
+
+def test_stream_since_a_bar_sends_every_bucket_from_it_on(market):
+    # A client that loaded /candles, then saw buckets close before it subscribed: given
+    # its newest bar, it gets their final values (a time inside the bucket means the bucket).
+    symbol = market.spread
+    expected = expected_candles(market.trades[symbol], "1m")
+    got = starting_candles(f"/stream?symbol={symbol}&interval=1m&since={expected[-4]['time'] + 30}")
+    assert_candles_equal(got, expected[-4:])
+
+
+def test_stream_since_long_ago_sends_the_latest_catch_up_candles(market):
+    symbol = market.spread
+    expected = expected_candles(market.trades[symbol], "1m")
+    assert len(expected) > CATCH_UP
+    got = starting_candles(f"/stream?symbol={symbol}&interval=1m&since=0")
+    assert_candles_equal(got, expected[-CATCH_UP:])

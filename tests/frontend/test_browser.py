@@ -60,6 +60,8 @@ def test_terminal_draws_switches_and_goes_live(frontend, services, exchange, top
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/api/stream" in r.url else None)
     page.goto(f"http://127.0.0.1:{TEST_PORTS.frontend}/?symbol={symbol}&interval=1m")
 
     assert page.title() == "Goosey LLC - QuestDB View"
@@ -69,6 +71,8 @@ def test_terminal_draws_switches_and_goes_live(frontend, services, exchange, top
     assert len(minute_times) >= 15
     page.wait_for_function(f"() => window.terminal.bars.length === {len(minute_times)}", timeout=10_000)
     assert page.evaluate("() => window.terminal.bars.map((b) => b.time)") == minute_times
+    # The stream starts from the newest bar loaded: a bucket closing in between is not missed.
+    assert streams and streams[-1].endswith(f"&since={minute_times[-1]}"), streams
     assert page.locator("#chart").get_attribute("data-bars") == str(len(minute_times))
     wait_for(lambda: page.evaluate(DRAWN), 10, message="candles drawn on the chart canvas")
     assert page.locator("#symbol").input_value() == symbol

@@ -19,7 +19,7 @@ from gostream.api.cache import ResponseCache
 from gostream.api.db import Database, Unavailable, make_engine
 from gostream.api.openapi import document
 from gostream.api.settings import ApiSettings
-from gostream.api.stream import Hub, sse
+from gostream.api.stream import CATCH_UP, Hub, sse
 from gostream.common.health import mount_health
 from gostream.common.settings import load
 
@@ -157,17 +157,26 @@ def stats() -> Response:
 @bp.get("/stream")
 def stream() -> Response:
     args = request.args
-    validation.only(args, ("symbol", "interval"))
+    validation.only(args, ("symbol", "interval", "since"))
     svc = _svc()
     symbol = validation.symbol(args, svc.settings.default_symbol)
     interval = validation.interval(args)
-    # The forming candle now; this also answers 503 up front when QuestDB is down.
-    latest = market.last_trade(svc.db, symbol)
-    initial = None
-    if latest is not None:
-        bucket = latest[0] // market.US // interval.seconds * interval.seconds
-        initial = market.bucket_candle(svc.db, symbol, interval, bucket, latest[0])
-    response = Response(sse(svc.hub, symbol, interval, initial), mimetype="text/event-stream")
+    since = validation.integer(args, "since", None, 0, validation.MAX_EPOCH_S, " (epoch seconds)")
+    # Subscribe first, then read the candles to start with: a trade that lands after the
+    # subscription comes from the feed, one before it is in these. With `since` (the
+    # client's newest bar), every bucket from that one on, so a bar that closed between
+    # the client's /candles and now gets its final values; else the forming one. This also
+    # answers 503 up front when QuestDB is down.
+    sub = svc.hub.subscribe(symbol, interval)
+    try:
+        sub.feed.prime()
+        limit = 1 if since is None else CATCH_UP
+        initial = json.loads(market.candles_json(svc.db, symbol, interval, since, None, limit))
+    except BaseException:
+        sub.close()
+        raise
+    response = Response(sse(sub, initial), mimetype="text/event-stream")
+    response.call_on_close(sub.close)  # also when the stream never started
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # tell proxies not to buffer
     return response

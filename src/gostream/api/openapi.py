@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from gostream.api.queries import INTERVALS
+from gostream.api.stream import CATCH_UP
 from gostream.api.validation import DEFAULT_CANDLES, DEFAULT_TRADES, MAX_CANDLES, MAX_EPOCH_S, MAX_TRADES
 from gostream.common.trade import SYMBOL_PATTERN
 
@@ -133,8 +134,16 @@ def document() -> dict:
                     "description": "Events: `hello` {symbol, interval, poll_ms}; `candle` (a Candle: the forming "
                     "bucket, or a closed one's final values, replace the bar with the same time); `trades` "
                     "(an array of Trade, oldest first); `status` {ok, error?} when QuestDB goes away or comes back. "
-                    "Comment lines keep the connection alive.",
-                    "parameters": [_symbol(), _interval()],
+                    "Comment lines keep the connection alive.\n\n"
+                    "After `hello` come the candles to start from: the forming one, or with `since` every bucket "
+                    f"from the one holding `since` on (at most the {CATCH_UP} latest). A client passes the time of "
+                    "the newest bar it loaded from `/candles`, so a bucket that closed in between gets its final "
+                    "values.",
+                    "parameters": [
+                        _symbol(),
+                        _interval(),
+                        _param("since", "Epoch seconds: the client's newest bar (whole bucket).", epoch),
+                    ],
                     "responses": {
                         "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                         **_ERRORS,

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 US = market.US
 QUEUE_SIZE = 256  # batches a slow client may fall behind before it is cut off
+CATCH_UP = 100  # candles a client joining with ?since= is sent at most; further behind, reload
 LINGER_S = 10.0  # a feed with no subscribers polls this long before it stops
 
 
@@ -52,6 +53,7 @@ class Feed:
         self.symbol = symbol
         self.subscribers: set[Subscription] = set()
         self.lock = threading.Lock()
+        self.priming = threading.Lock()
         self.since_us: int | None = None  # the latest trade time seen
         self.seen_at_since: set[int] = set()  # ids of the trades at exactly that time
         self.healthy = True
@@ -78,15 +80,20 @@ class Feed:
 
     # -- polling --------------------------------------------------------------
     def prime(self) -> None:
-        """Start from the symbol's latest trade (raises Unavailable)."""
-        latest = market.last_trade(self.db, self.symbol)
-        if latest is None:
-            # Nothing yet: watch from a little before now (not from the beginning of
-            # time, which would scan the whole table on every poll).
-            self.since_us, self.seen_at_since = int((time.time() - 300) * US), set()
-            return
-        self.since_us = latest[0]
-        self.seen_at_since = {row[1] for row in market.new_trades(self.db, self.symbol, self.since_us)}
+        """Start from the symbol's latest trade, once (raises Unavailable). The first
+        subscriber's request calls it before reading the candles it starts with, so no
+        trade falls between those and the feed's first poll; the feed's thread too."""
+        with self.priming:
+            if self.since_us is not None:
+                return
+            latest = market.last_trade(self.db, self.symbol)
+            if latest is None:
+                # Nothing yet: watch from a little before now (not from the beginning of
+                # time, which would scan the whole table on every poll).
+                self.seen_at_since, self.since_us = set(), int((time.time() - 300) * US)
+                return
+            self.seen_at_since = {row[1] for row in market.new_trades(self.db, self.symbol, latest[0])}
+            self.since_us = latest[0]
 
     def _run(self) -> None:
         poll_s = self.hub.poll_s
@@ -97,8 +104,7 @@ class Feed:
                     self.hub.forget(self)
                     return
             try:
-                if self.since_us is None:
-                    self.prime()
+                self.prime()
                 self._poll()
                 if not self.healthy:
                     self.healthy = True
@@ -183,16 +189,17 @@ def _event(name: str, data: object) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def sse(hub: Hub, symbol: str, interval: Interval, initial: dict | None) -> Iterator[bytes]:
-    """The event stream of one client: hello, the forming candle, then trades and
-    candle updates as they land; a comment line every keep-alive period."""
-    sub = hub.subscribe(symbol, interval)
+def sse(sub: Subscription, initial: list[dict]) -> Iterator[bytes]:
+    """The event stream of one subscribed client: hello, the candles to start with, then
+    trades and candle updates as they land; a comment line every keep-alive period."""
+    hub = sub.feed.hub
     metrics.STREAMS.inc()
     try:
         yield b"retry: 2000\n\n"
-        yield _event("hello", {"symbol": symbol, "interval": interval.name, "poll_ms": int(hub.poll_s * 1000)})
-        if initial:
-            yield _event("candle", initial)
+        yield _event("hello", {"symbol": sub.feed.symbol, "interval": sub.interval.name,
+                               "poll_ms": int(hub.poll_s * 1000)})
+        for candle in initial:
+            yield _event("candle", candle)
         last_write = time.monotonic()
         while not hub.stopping.is_set():
             if sub.overflowed:

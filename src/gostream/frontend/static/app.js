@@ -312,7 +312,10 @@
     if (gen !== state.generation) return;
     closeStream();
     setPulse(state.everLive ? "reconnecting" : "connecting");
-    const es = new EventSource(`/api/stream?${q()}&interval=${state.interval}`);
+    // From the newest bar we have on: a bucket that closed since /candles gets its final values.
+    const newest = state.bars[state.bars.length - 1];
+    const since = newest ? `&since=${newest.time}` : "";
+    const es = new EventSource(`/api/stream?${q()}&interval=${state.interval}${since}`);
     state.es = es;
     const mine = () => state.es === es && gen === state.generation;
     es.addEventListener("hello", () => {
