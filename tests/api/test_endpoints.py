@@ -51,6 +51,8 @@ BAD = [
     ("/stream?since=abc", "since"),
     ("/stream?since=-60", "since"),
     ("/stream?since=99999999999", "since"),
+    ("/stream?trades_since=1.5", "trades_since"),
+    ("/stream?trades_since=-1", "trades_since"),
 ]
 
 
@@ -128,7 +130,7 @@ def test_openapi_document_is_valid_and_complete(api):
     assert params["/candles"] == {"symbol", "interval", "from", "to", "limit"}
     assert params["/trades"] == {"symbol", "limit"}
     assert params["/stats"] == {"symbol"}
-    assert params["/stream"] == {"symbol", "interval", "since"}
+    assert params["/stream"] == {"symbol", "interval", "since", "trades_since"}
     for path in ("/candles", "/trades", "/stats", "/stream", "/symbols"):
         assert {"200", "400", "503"} <= set(doc["paths"][path]["get"]["responses"]), path
 

@@ -84,17 +84,23 @@ def test_trade_reaches_stream_client(market):
         stream.close()
 
 
-def starting_candles(path: str) -> list[dict]:
-    """The candles a stream sends after hello, before anything else (a quiet symbol's
-    stream has nothing else until its first keep-alive comment)."""
+def starting_events(path: str) -> list[tuple[str, object]]:
+    """The events a stream sends after hello, up to its first keep-alive comment (a quiet
+    symbol's stream sends nothing else until then)."""
     stream = SSE(TEST_PORTS.api, path)
     try:
         assert stream.response.status == 200
-        seen = stream.until(lambda e, _: e[0] not in ("hello", "candle"))
+        seen = stream.until(lambda e, _: e[0] == "comment")
     finally:
         stream.close()
     assert seen[0][0] == "hello"
-    return [data for name, data in seen if name == "candle"]
+    return seen[1:-1]
+
+
+def starting_candles(path: str) -> list[dict]:
+    events = starting_events(path)
+    assert {name for name, _ in events} == {"candle"}, events
+    return [data for _, data in events]
 
 
 @pytest.mark.parametrize("interval", ["1m", "1h"])
@@ -119,3 +125,15 @@ def test_stream_since_long_ago_sends_the_latest_catch_up_candles(market):
     assert len(expected) > CATCH_UP
     got = starting_candles(f"/stream?symbol={symbol}&interval=1m&since=0")
     assert_candles_equal(got, expected[-CATCH_UP:])
+
+
+def test_stream_trades_since_sends_the_trades_from_then_on(market):
+    # The tape's counterpart: trades that landed between the client's /trades and now.
+    symbol = market.spread
+    sent = sorted(market.trades[symbol], key=lambda t: (int(t["ts"]), int(t["tradeId"])))
+    since_ms = int(sent[-5]["ts"])
+    want = [{"id": int(t["tradeId"]), "time_ms": int(t["ts"]), "price": float(t["px"]), "size": float(t["sz"]),
+             "side": t["side"]} for t in sent if int(t["ts"]) >= since_ms]
+    events = starting_events(f"/stream?symbol={symbol}&interval=1h&trades_since={since_ms}")
+    assert [name for name, _ in events] == ["candle", "trades"]
+    assert events[1][1] == want

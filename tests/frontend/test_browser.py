@@ -71,8 +71,9 @@ def test_terminal_draws_switches_and_goes_live(frontend, services, exchange, top
     assert len(minute_times) >= 15
     page.wait_for_function(f"() => window.terminal.bars.length === {len(minute_times)}", timeout=10_000)
     assert page.evaluate("() => window.terminal.bars.map((b) => b.time)") == minute_times
-    # The stream starts from the newest bar loaded: a bucket closing in between is not missed.
-    assert streams and streams[-1].endswith(f"&since={minute_times[-1]}"), streams
+    # The stream starts from the newest bar and trade loaded: nothing landing in between is missed.
+    newest_ms = max(int(t["ts"]) for t in trades)
+    assert streams and streams[-1].endswith(f"&since={minute_times[-1]}&trades_since={newest_ms}"), streams
     assert page.locator("#chart").get_attribute("data-bars") == str(len(minute_times))
     wait_for(lambda: page.evaluate(DRAWN), 10, message="candles drawn on the chart canvas")
     assert page.locator("#symbol").input_value() == symbol

@@ -157,21 +157,27 @@ def stats() -> Response:
 @bp.get("/stream")
 def stream() -> Response:
     args = request.args
-    validation.only(args, ("symbol", "interval", "since"))
+    validation.only(args, ("symbol", "interval", "since", "trades_since"))
     svc = _svc()
     symbol = validation.symbol(args, svc.settings.default_symbol)
     interval = validation.interval(args)
     since = validation.integer(args, "since", None, 0, validation.MAX_EPOCH_S, " (epoch seconds)")
-    # Subscribe first, then read the candles to start with: a trade that lands after the
+    trades_since = validation.integer(args, "trades_since", None, 0, validation.MAX_EPOCH_S * 1000, " (epoch ms)")
+    # Subscribe first, then read what the client starts with: a trade that lands after the
     # subscription comes from the feed, one before it is in these. With `since` (the
     # client's newest bar), every bucket from that one on, so a bar that closed between
-    # the client's /candles and now gets its final values; else the forming one. This also
-    # answers 503 up front when QuestDB is down.
+    # the client's /candles and now gets its final values; else the forming one. With
+    # `trades_since` (its newest trade), the trades from that time on, for the tape. This
+    # also answers 503 up front when QuestDB is down.
     sub = svc.hub.subscribe(symbol, interval)
     try:
         sub.feed.prime()
         limit = 1 if since is None else CATCH_UP
-        initial = json.loads(market.candles_json(svc.db, symbol, interval, since, None, limit))
+        initial = [("candle", c) for c in json.loads(market.candles_json(svc.db, symbol, interval, since, None, limit))]
+        if trades_since is not None:
+            missed = market.trades_since(svc.db, symbol, trades_since, validation.MAX_TRADES)
+            if missed:
+                initial.append(("trades", missed))
     except BaseException:
         sub.close()
         raise

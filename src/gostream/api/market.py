@@ -153,5 +153,10 @@ def new_trades(db: Database, symbol: str, since_us: int, limit: int = 1000) -> l
     return db.query(q.NEW_TRADES, {"symbol": symbol, "since": since_us, "limit": limit})
 
 
+def trades_since(db: Database, symbol: str, since_ms: int, limit: int) -> list[dict]:
+    """Trades at or after ``since_ms``, oldest first."""
+    return [_trade(row) for row in new_trades(db, symbol, since_ms * 1000, limit)]
+
+
 def symbols(db: Database) -> list[dict]:
     return [{"symbol": s, "last": close, "time": t // US} for s, close, t in db.query(q.SYMBOLS)]

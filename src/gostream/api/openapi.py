@@ -138,11 +138,15 @@ def document() -> dict:
                     "After `hello` come the candles to start from: the forming one, or with `since` every bucket "
                     f"from the one holding `since` on (at most the {CATCH_UP} latest). A client passes the time of "
                     "the newest bar it loaded from `/candles`, so a bucket that closed in between gets its final "
-                    "values.",
+                    f"values. With `trades_since` (the time of the newest trade it has), a `trades` event with the "
+                    f"trades from that millisecond on follows (at most {MAX_TRADES}, oldest first; the client drops "
+                    "the ids it has).",
                     "parameters": [
                         _symbol(),
                         _interval(),
                         _param("since", "Epoch seconds: the client's newest bar (whole bucket).", epoch),
+                        _param("trades_since", "Epoch milliseconds: the client's newest trade.",
+                               {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_S * 1000}),
                     ],
                     "responses": {
                         "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},

@@ -189,17 +189,18 @@ def _event(name: str, data: object) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def sse(sub: Subscription, initial: list[dict]) -> Iterator[bytes]:
-    """The event stream of one subscribed client: hello, the candles to start with, then
-    trades and candle updates as they land; a comment line every keep-alive period."""
+def sse(sub: Subscription, initial: list[tuple[str, object]]) -> Iterator[bytes]:
+    """The event stream of one subscribed client: hello, the events to start with (candles,
+    trades), then trades and candle updates as they land; a comment line every keep-alive
+    period."""
     hub = sub.feed.hub
     metrics.STREAMS.inc()
     try:
         yield b"retry: 2000\n\n"
         yield _event("hello", {"symbol": sub.feed.symbol, "interval": sub.interval.name,
                                "poll_ms": int(hub.poll_s * 1000)})
-        for candle in initial:
-            yield _event("candle", candle)
+        for name, data in initial:
+            yield _event(name, data)
         last_write = time.monotonic()
         while not hub.stopping.is_set():
             if sub.overflowed:

@@ -28,6 +28,7 @@
     everLive: false,
     resyncOnHello: false,
     seen: new Set(),
+    newestTradeMs: null,
     pulse: "connecting",
   };
 
@@ -171,6 +172,7 @@
     const tape = $("tape");
     tape.replaceChildren(...trades.slice(0, TAPE_MAX).map((t) => tapeRow(t, false)));
     state.seen = new Set(trades.map((t) => t.id));
+    state.newestTradeMs = trades.length ? trades[0].time_ms : null;
     $("tape-empty").hidden = trades.length > 0;
     if (trades.length) { adoptPrecision(trades.map((t) => t.price)); state.lastPrice = null; setLastPrice(trades[0].price); }
   }
@@ -180,6 +182,7 @@
     for (const t of trades) {
       if (state.seen.has(t.id)) continue;
       state.seen.add(t.id);
+      state.newestTradeMs = Math.max(state.newestTradeMs ?? t.time_ms, t.time_ms);
       tape.prepend(tapeRow(t, true));
       setLastPrice(t.price);
       const s = state.stats;
@@ -312,9 +315,11 @@
     if (gen !== state.generation) return;
     closeStream();
     setPulse(state.everLive ? "reconnecting" : "connecting");
-    // From the newest bar we have on: a bucket that closed since /candles gets its final values.
+    // From the newest bar and trade we have on: a bucket that closed since /candles gets its
+    // final values, and the tape the trades that landed since /trades.
     const newest = state.bars[state.bars.length - 1];
-    const since = newest ? `&since=${newest.time}` : "";
+    let since = newest ? `&since=${newest.time}` : "";
+    if (state.newestTradeMs != null) since += `&trades_since=${state.newestTradeMs}`;
     const es = new EventSource(`/api/stream?${q()}&interval=${state.interval}${since}`);
     state.es = es;
     const mine = () => state.es === es && gen === state.generation;
