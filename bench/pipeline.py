@@ -8,8 +8,12 @@ P3 first (on a small table): 1,000 trades/s; a poller asks QuestDB for the newes
 id as fast as it answers; a trade's latency = the poll answer that first shows it - the
 moment it was handed to the exchange to send (an upper bound: + up to 1 ms pause and one
 query round trip over the PostgreSQL wire).
-Where the time goes: the producer stamps its receipt (received_at), and a tap reading the
-topic with a short fetch wait notes when each trade could first be read from Kafka.
+Where the time goes, in a second pass: the producer stamps its receipt (received_at), and a
+tap reading the topic with a short fetch wait notes when each trade could first be read
+from Kafka. The tap is a kafka-python consumer decoding every record: ~0.2 of a core and
+more Kafka work, which on two cores slowed the very path it timed (one pair of runs: p50
+32 -> 23 ms, p99 146 -> 82 ms without it), so the headline numbers come from the pass
+without it.
 
 P2: the rate is stepped; each step prints for ``duration`` s, then waits for the rows.
 A step is sustained when every trade is in QuestDB (zero loss, DEDUP means distinct) and
@@ -137,7 +141,7 @@ def idle_footprint(procs: dict, settle_s: float = 5.0) -> dict:
 
 
 def p3_latency(exchange: Exchange, first_id: int, rate: float = 1000, duration_s: float = 20,
-               poll_pause_s: float = 0.001) -> dict:
+               poll_pause_s: float = 0.001, tap: bool = False) -> dict:
     iso = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     visible_at: dict[int, float] = {}
     stop = threading.Event()
@@ -164,7 +168,7 @@ def p3_latency(exchange: Exchange, first_id: int, rate: float = 1000, duration_s
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
-    tap = KafkaTap(P3_SYMBOL)
+    kafka_tap = KafkaTap(P3_SYMBOL) if tap else None
     run = exchange.firehose(P3_SYMBOL, first_id, rate, duration_s)
     sent_at = {i: wall for first, count, wall in run.pop("sent") for i in range(first, first + count)}
     deadline = time.monotonic() + 30
@@ -172,7 +176,7 @@ def p3_latency(exchange: Exchange, first_id: int, rate: float = 1000, duration_s
         time.sleep(0.05)
     stop.set()
     poller.join(5)
-    in_kafka_at = tap.stop()
+    in_kafka_at = kafka_tap.stop() if kafka_tap else {}
     latencies = [(visible_at[i] - sent_at[i]) * 1000 for i in sent_at if i in visible_at]
     # Where the time goes: the producer stamps its receipt time (received_at, µs).
     rows = sql(f"select trade_id, cast(received_at as long) r from trades where timestamp >= '{iso}' "
@@ -183,12 +187,13 @@ def p3_latency(exchange: Exchange, first_id: int, rate: float = 1000, duration_s
     producer_to_kafka = [(in_kafka_at[row["trade_id"]] - row["r"] / 1e6) * 1000 for row in rows
                          if row["trade_id"] in in_kafka_at]
     kafka_to_visible = [(visible_at[i] - in_kafka_at[i]) * 1000 for i in in_kafka_at if i in visible_at]
-    return {"rate": rate, "run": run, "visible": len(latencies), "latency_ms": percentiles(latencies),
-            "exchange_to_producer_ms": percentiles(to_producer),
-            "producer_to_visible_ms": percentiles(producer_to_visible),
-            "producer_to_kafka_ms": percentiles(producer_to_kafka),
-            "kafka_to_visible_ms": percentiles(kafka_to_visible),
-            "sql_poll_ms": percentiles(polls)}
+    result = {"rate": rate, "run": run, "visible": len(latencies), "latency_ms": percentiles(latencies),
+              "exchange_to_producer_ms": percentiles(to_producer),
+              "producer_to_visible_ms": percentiles(producer_to_visible),
+              "sql_poll_ms": percentiles(polls)}
+    if kafka_tap:
+        result.update(producer_to_kafka_ms=percentiles(producer_to_kafka), kafka_to_visible_ms=percentiles(kafka_to_visible))
+    return result
 
 
 def p2_steps(exchange: Exchange, procs: dict, java: dict, rates: list[int], duration_s: float, stamp: str,
@@ -261,10 +266,20 @@ def run(stack: Stack, stamp: str, rates: list[int], duration_s: float, per_push:
     print("P3: warming up (JIT compilers of Kafka and QuestDB) ...", flush=True)
     warm_up(exchange)
     print("P3: 1,000 trades/s latency ...", flush=True)
+    everyone = {**procs, **java, "exchange": exchange.process}
+    cpu0, wall0 = {name: cpu_seconds(p.pid) for name, p in everyone.items()}, time.monotonic()
     result["p3"] = p3_latency(exchange, 1_000_000, 1000, p3_duration_s)
-    stages = ", ".join(f"{name} {result['p3'][name + '_ms'].get('p50')}/{result['p3'][name + '_ms'].get('p99')}"
+    wall = time.monotonic() - wall0  # the whole pass: the firehose and the wait for the last rows
+    result["p3"]["cpu_pct_of_one_core"] = {name: round(100 * (cpu_seconds(p.pid) - cpu0[name]) / wall)
+                                           for name, p in everyone.items()}
+    print(f"P3: {result['p3']['latency_ms']} cpu%={result['p3']['cpu_pct_of_one_core']}", flush=True)
+    print("P3: again with a Kafka tap and py-spy, for the stages ...", flush=True)
+    profiles = {name: Profile(p.pid, f"p3-{name}", int(p3_duration_s), stamp) for name, p in procs.items()}
+    result["p3_stages"] = staged = p3_latency(exchange, 2_000_000, 1000, p3_duration_s, tap=True)
+    staged["profiles"] = {name: profile.summary() for name, profile in profiles.items()}
+    stages = ", ".join(f"{name} {staged[name + '_ms'].get('p50')}/{staged[name + '_ms'].get('p99')}"
                        for name in ("exchange_to_producer", "producer_to_kafka", "kafka_to_visible"))
-    print(f"P3: {result['p3']['latency_ms']} (p50/p99 ms: {stages})", flush=True)
+    print(f"P3 with the tap: {staged['latency_ms']} (p50/p99 ms: {stages})", flush=True)
 
     if rates:
         result["p2"] = p2_steps(exchange, procs, java, rates, duration_s, stamp, per_push)
