@@ -176,7 +176,6 @@ def p3_latency(exchange: Exchange, first_id: int, rate: float = 1000, duration_s
         time.sleep(0.05)
     stop.set()
     poller.join(5)
-    in_kafka_at = kafka_tap.stop() if kafka_tap else {}
     latencies = [(visible_at[i] - sent_at[i]) * 1000 for i in sent_at if i in visible_at]
     # Where the time goes: the producer stamps its receipt time (received_at, µs).
     rows = sql(f"select trade_id, cast(received_at as long) r from trades where timestamp >= '{iso}' "
@@ -184,15 +183,16 @@ def p3_latency(exchange: Exchange, first_id: int, rate: float = 1000, duration_s
     to_producer = [(row["r"] / 1e6 - sent_at[row["trade_id"]]) * 1000 for row in rows if row["trade_id"] in sent_at]
     producer_to_visible = [(visible_at[row["trade_id"]] - row["r"] / 1e6) * 1000 for row in rows
                            if row["trade_id"] in visible_at]
-    producer_to_kafka = [(in_kafka_at[row["trade_id"]] - row["r"] / 1e6) * 1000 for row in rows
-                         if row["trade_id"] in in_kafka_at]
-    kafka_to_visible = [(visible_at[i] - in_kafka_at[i]) * 1000 for i in in_kafka_at if i in visible_at]
     result = {"rate": rate, "run": run, "visible": len(latencies), "latency_ms": percentiles(latencies),
               "exchange_to_producer_ms": percentiles(to_producer),
               "producer_to_visible_ms": percentiles(producer_to_visible),
               "sql_poll_ms": percentiles(polls)}
     if kafka_tap:
-        result.update(producer_to_kafka_ms=percentiles(producer_to_kafka), kafka_to_visible_ms=percentiles(kafka_to_visible))
+        in_kafka_at = kafka_tap.stop()
+        result["producer_to_kafka_ms"] = percentiles([(in_kafka_at[row["trade_id"]] - row["r"] / 1e6) * 1000
+                                                      for row in rows if row["trade_id"] in in_kafka_at])
+        result["kafka_to_visible_ms"] = percentiles([(visible_at[i] - in_kafka_at[i]) * 1000
+                                                     for i in in_kafka_at if i in visible_at])
     return result
 
 

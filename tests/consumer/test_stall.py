@@ -23,8 +23,8 @@ def consumer(topic):
     consumer.close()
 
 
-def watch_for(consumer, watch: StallWatch, seconds: float, read: bool = True) -> float:
-    """Poll (reading what comes, or not when the partitions are paused) for ``seconds``;
+def watch_for(consumer, watch: StallWatch, seconds: float) -> float:
+    """Poll (reading what comes, nothing when the partitions are paused) for ``seconds``;
     the longest stall the watch reported."""
     longest = 0.0
     deadline = time.monotonic() + seconds

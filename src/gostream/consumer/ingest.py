@@ -62,11 +62,13 @@ class Stalled(RuntimeError):
 class StallWatch:
     """Notices a consumer that holds partitions with records waiting and reads none of them.
 
-    Seen with kafka-python 3 on a CPU-starved machine: a fresh consumer was assigned its
-    partitions, never fetched, and was later expelled from its group without rejoining.
-    Nothing inside the client reports it, so the end offsets are asked for directly (a
-    ListOffsets round trip, every ``every_s``) and compared with the positions. The caller
-    exits when it trips; Kubernetes or the supervisor start a fresh consumer.
+    kafka-python 3.0.12 can drop the result of a rejoin that ends while no poll waits for
+    it: the consumer then holds partitions it never fetches and is expelled from its group.
+    Start-up no longer rejoins (see ``subscribe`` in ``__main__``); a rejoin later on (a
+    partition count change) still can. Nothing inside the client reports it, so the end
+    offsets are asked for directly (a ListOffsets round trip, every ``every_s``) and
+    compared with the positions. The caller exits when it trips; Kubernetes or the
+    supervisor start a fresh consumer.
     """
 
     def __init__(self, timeout_s: float, every_s: float = 5.0) -> None:
