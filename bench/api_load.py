@@ -28,7 +28,7 @@ import time
 import urllib.request
 
 from bench.common import PORTS, Profile, Stack, memory_mb, percentiles, scalar, sql, wal_pending
-from gostream.consumer.schema import ensure_schema
+from gostream.common.schema import ensure_schema
 from stack import components as c
 
 SYMBOL = "P4-USDT"

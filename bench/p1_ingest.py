@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 
 from bench.common import PORTS, Profile, Stack, scalar, sql
-from gostream.consumer.schema import CANDLES_1M_VIEW, CREATE_CANDLES_1M, CREATE_TRADES, TRADES_TABLE
+from gostream.common.schema import CANDLES_1M_VIEW, CREATE_CANDLES_1M, CREATE_TRADES, TRADES_TABLE
 from stack import components as c
 
 BATCHED = 100  # trades per record in the second run of ours

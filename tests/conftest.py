@@ -216,7 +216,7 @@ def api(questdb, stack_dir) -> Process:
     """The candle API under gunicorn on TEST_PORTS.api, reading the session's QuestDB.
 
     The schema (table and 1m view) is created first, as the consumer does at start-up."""
-    from gostream.consumer.schema import ensure_schema
+    from gostream.common.schema import ensure_schema
 
     ensure_schema(f"http://127.0.0.1:{TEST_PORTS.questdb_http}")
     env = c.service_env(TEST_PORTS, LOG_LEVEL="INFO", STREAM_POLL_MS="100", STREAM_KEEPALIVE_S="1")

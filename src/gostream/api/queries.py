@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gostream.consumer.schema import CANDLES_1M_VIEW, TRADES_TABLE
+from gostream.common.schema import CANDLES_1M_VIEW, TRADES_TABLE
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from gostream.common.health import HealthServer
 from gostream.common.logs import setup_logging
 from gostream.common.settings import SettingsError, load
 from gostream.consumer.ingest import DeadLetters, Ingest, Stalled
-from gostream.consumer.schema import ensure_schema
+from gostream.common.schema import ensure_schema
 from gostream.consumer.settings import ConsumerSettings
 from gostream.consumer.sink import QuestDBSink, sender_conf
 

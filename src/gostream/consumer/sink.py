@@ -13,7 +13,7 @@ from questdb import Sender, TimestampMicros, TimestampNanos
 from gostream.common.health import observe_many
 from gostream.common.trade import Trade
 from gostream.consumer import metrics
-from gostream.consumer.schema import TRADES_TABLE
+from gostream.common.schema import TRADES_TABLE
 
 
 def sender_conf(host: str, port: int, retry_timeout_s: float) -> str:

@@ -1,4 +1,7 @@
-"""The QuestDB schema, created idempotently at start-up over QuestDB's HTTP /exec."""
+"""The QuestDB schema, created idempotently at start-up over QuestDB's HTTP /exec.
+
+One place for every table: the consumer creates them at start-up, the producer's
+completeness audit writes the hole ledger, the api reads all of them."""
 
 from __future__ import annotations
 
@@ -40,7 +43,30 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS {CANDLES_1M_VIEW} AS (
 ) PARTITION BY DAY
 """.strip()
 
-STATEMENTS: tuple[str, ...] = (CREATE_TRADES, CREATE_CANDLES_1M)
+# The completeness ledger: every hole the audit found in a symbol's trade ids, one row per
+# hole as first found, re-written whole (DEDUP on the key) whenever its state changes.
+# state: open (being filled), closed (the store holds every id), unrecoverable (OKX no
+# longer serves the ids; `missing` says how many are gone for good).
+HOLES_TABLE = "trade_holes"
+HOLE_STATES = ("open", "closed", "unrecoverable")
+CREATE_HOLES = f"""
+CREATE TABLE IF NOT EXISTS {HOLES_TABLE} (
+    symbol SYMBOL CAPACITY 1024 CACHE,
+    first_id LONG,
+    last_id LONG,
+    missing LONG,
+    state SYMBOL CAPACITY 4 CACHE,
+    attempts INT,
+    detail VARCHAR,
+    updated_at TIMESTAMP,
+    next_attempt_at TIMESTAMP,
+    closed_at TIMESTAMP,
+    found_at TIMESTAMP
+) TIMESTAMP(found_at) PARTITION BY MONTH WAL
+DEDUP UPSERT KEYS(found_at, symbol, first_id)
+""".strip()
+
+STATEMENTS: tuple[str, ...] = (CREATE_TRADES, CREATE_CANDLES_1M, CREATE_HOLES)
 
 
 class SchemaError(RuntimeError):

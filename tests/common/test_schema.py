@@ -2,7 +2,7 @@
 
 import pytest
 
-from gostream.consumer.schema import SchemaError, ensure_schema, execute
+from gostream.common.schema import SchemaError, ensure_schema, execute
 from tests.conftest import TEST_PORTS, sql
 
 URL = f"http://127.0.0.1:{TEST_PORTS.questdb_http}"
