@@ -36,7 +36,7 @@ def test_encoding_is_readable_json_with_a_version():
 
 
 def test_floats_survive_exactly():
-    awkward = Trade("BTC-USDT", 1, 0.1 + 0.2, 1e-8, "sell", 1652459224818, 1, 3)
+    awkward = Trade("BTC-USDT", 1, 0.1 + 0.2, 1e-8, "sell", 1652459224818, 1652459224901234, 3)
     [back] = decode(encode(awkward))
     assert back.price == 0.1 + 0.2 and back.size == 1e-8 and back.count == 3
 
@@ -76,12 +76,44 @@ def _with(**changes) -> bytes:
         (_with(ts=10**15), "bad-ts"),
         (_with(received=0), "bad-received"),
         (_with(count=0), "bad-count"),
+        # Escapes found by fuzzing, each once an exception other than RecordError or a
+        # record the consumer could not write:
+        (_with(price=10**400), "bad-price"),  # math.isfinite: OverflowError
+        (_with(size=10**309), "bad-size"),
+        (b"[" * 100_000 + b"]" * 100_000, "not-json"),  # json.loads: RecursionError
+        (b'{"v":1,"symbol":' + b'{"a":' * 100_000 + b"1" + b"}" * 100_001, "not-json"),
+        (_with(trade_id=2**63), "bad-trade_id"),  # beyond QuestDB LONG: OverflowError in the ILP buffer
+        (_with(received=2**63), "bad-received"),  # beyond TimestampMicros: OverflowError
+        (_with(received=1), "bad-received"),  # not a microsecond epoch
+        (_with(received=1652459224901), "bad-received"),  # milliseconds, not microseconds
+        (_with(count=2**31), "bad-count"),  # beyond QuestDB INT (fills)
+        (_with(symbol="BTC-USDT\n"), "bad-symbol"),  # `$` matched before a trailing newline
+        (_with(v=True), "bad-version"),  # True == 1
+        (_with(v=1.0), "bad-version"),
+        (_with(side=["buy"]), "bad-side"),
+        ("not bytes".encode().decode(), "not-json"),  # str is decoded as JSON text too
+        (12, "not-bytes"),
     ],
 )
 def test_bad_records_are_rejected_with_a_stable_reason(value, reason):
     with pytest.raises(RecordError) as err:
         decode(value)
     assert err.value.reason == reason
+
+
+def test_the_largest_values_a_questdb_row_takes_are_accepted():
+    [trade] = decode(_with(trade_id=2**63 - 1, count=2**31 - 1, received=4_102_444_800_000_000, price=1.7976931348623157e308))
+    assert (trade.trade_id, trade.count, trade.received_us) == (2**63 - 1, 2**31 - 1, 4_102_444_800_000_000)
+    [trade] = decode(_with(price=10**300))  # an int price is fine while it fits a double
+    assert trade.price == 10**300
+
+
+def test_details_are_short_and_never_raise_themselves():
+    for value in (10**4000, [[[]]] * 100, "x" * 10_000, "\ud800"):
+        with pytest.raises(RecordError) as err:
+            decode(json.dumps({**json.loads(encode(GOOD)), "trade_id": value}).encode())
+        assert err.value.reason == "bad-trade_id" and len(err.value.detail) < 100
+        err.value.detail.encode()  # a Kafka header
 
 
 def test_non_finite_numbers_are_rejected():

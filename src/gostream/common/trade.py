@@ -32,8 +32,12 @@ BATCH_VERSION = 2  # the trades of one symbol
 SIDES = ("buy", "sell")
 # OKX instrument ids: BTC-USDT, BTC-USD-SWAP, BTC-USD-250627-100000-C ...
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){1,4}$")
-# Exchange times outside 2009..2100 are corrupt, not trades.
+# Exchange times outside 2009..2100 are corrupt, not trades; so are receipt times.
 MIN_TS_MS, MAX_TS_MS = 1_230_768_000_000, 4_102_444_800_000
+MIN_RECEIVED_US, MAX_RECEIVED_US = MIN_TS_MS * 1000, MAX_TS_MS * 1000
+# What the QuestDB columns hold: trade_id LONG (its minimum is NULL), fills INT.
+MAX_TRADE_ID = 2**63 - 1
+MAX_COUNT = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,27 +62,50 @@ class RecordError(ValueError):
 
 
 def validate(trade: Trade) -> Trade:
-    """Return ``trade`` if every field is plausible, else raise RecordError."""
-    if not isinstance(trade.symbol, str) or not SYMBOL_PATTERN.match(trade.symbol):
-        raise RecordError("bad-symbol", repr(trade.symbol))
-    _require_int("trade_id", trade.trade_id, minimum=1)
+    """Return ``trade`` if every field is plausible and fits its QuestDB column, else
+    raise RecordError. Never raises anything else, whatever the fields hold."""
+    if not isinstance(trade.symbol, str) or not SYMBOL_PATTERN.fullmatch(trade.symbol):
+        raise RecordError("bad-symbol", show(trade.symbol))
+    _require_int("trade_id", trade.trade_id, minimum=1, maximum=MAX_TRADE_ID)
     for name in ("price", "size"):
         value = getattr(trade, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise RecordError(f"bad-{name}", repr(value))
-    if trade.side not in SIDES:
-        raise RecordError("bad-side", repr(trade.side))
+        if not _positive_finite(value):
+            raise RecordError(f"bad-{name}", show(value))
+    if not isinstance(trade.side, str) or trade.side not in SIDES:
+        raise RecordError("bad-side", show(trade.side))
     _require_int("ts", trade.ts_ms, minimum=MIN_TS_MS, maximum=MAX_TS_MS)
-    _require_int("received", trade.received_us, minimum=1)
-    _require_int("count", trade.count, minimum=1)
+    _require_int("received", trade.received_us, minimum=MIN_RECEIVED_US, maximum=MAX_RECEIVED_US)
+    _require_int("count", trade.count, minimum=1, maximum=MAX_COUNT)
     return trade
 
 
-def _require_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RecordError(f"bad-{name}", repr(value))
-    if maximum is not None and value > maximum:
-        raise RecordError(f"bad-{name}", repr(value))
+def _positive_finite(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        as_float = float(value)  # an int beyond the float range raises OverflowError
+    except OverflowError:
+        return False
+    return math.isfinite(as_float) and as_float > 0
+
+
+def _require_int(name: str, value: object, minimum: int, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise RecordError(f"bad-{name}", show(value))
+
+
+def show(value: object, limit: int = 80) -> str:
+    """A short rendering of an untrusted value for an error's detail; never raises
+    (``repr`` of a deeply nested container can hit the recursion limit, of a huge int
+    the digit limit, so containers and huge ints are named, not printed)."""
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if value.bit_length() <= 128 else f"<int of {value.bit_length()} bits>"
+    if isinstance(value, (str, bytes)):
+        text = repr(value[:limit])
+        return text if len(value) <= limit else text + "..."
+    return f"<{type(value).__name__}>"
 
 
 def _fields(trade: Trade) -> dict:
@@ -116,13 +143,17 @@ def decode(value: bytes | None) -> list[Trade]:
     """The trades of one record value (either version), or RecordError saying why not."""
     if value is None:
         raise RecordError("empty", "record has no value")
+    if not isinstance(value, (bytes, bytearray, str)):
+        raise RecordError("not-bytes", type(value).__name__)
     try:
         obj = json.loads(value)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RecordError("not-json", str(exc)[:200]) from None
     if not isinstance(obj, dict):
         raise RecordError("not-object", type(obj).__name__)
     version = obj.get("v")
+    if type(version) is not int:  # noqa: E721 - True == 1 and 1.0 == 1 are no versions
+        raise RecordError("bad-version", show(version))
     if version == SCHEMA_VERSION:
         if "symbol" not in obj:
             raise RecordError("missing-field", "symbol")
@@ -142,7 +173,7 @@ def decode(value: bytes | None) -> list[Trade]:
             except RecordError as exc:
                 raise RecordError(exc.reason, f"trade {index} of {len(items)}: {exc.detail}") from None
         return trades
-    raise RecordError("bad-version", repr(version))
+    raise RecordError("bad-version", show(version))
 
 
 def _trade(symbol: object, obj: dict) -> Trade:
