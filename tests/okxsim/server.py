@@ -6,23 +6,28 @@ One port serves both sides:
   text ``ping`` -> ``pong``, error events for unknown symbols, the 64008 notice,
   and a close with code 4004 after ``idle_timeout_s`` without traffic either way (OKX:
   "data has not been pushed for more than 30 seconds"; a client's ping counts too);
-- REST ``GET /api/v5/market/history-trades?instId=&after=&limit=`` (newest first,
-  ids strictly below ``after``), rate limited to 20 requests per 2 s like OKX.
+- REST ``GET /api/v5/market/history-trades?instId=&after=&before=&limit=`` (newest
+  first, ids strictly below ``after`` / above ``before``, at most 100), rate limited to
+  20 requests per 2 s like OKX (HTTP 429, code 50011).
 
 Like OKX, a new subscription first gets the latest trade already printed.
 Everything emitted is kept on a tape, so trades pushed while a client was away can
 be fetched over REST. Control methods are thread-safe (the server runs its own loop).
+The REST faults and WebSocket holes of ``OkxExchange`` are listed in its docstring.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 import urllib.parse
+from bisect import bisect_left, bisect_right
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -30,6 +35,11 @@ from websockets.exceptions import ConnectionClosed
 from tests.okxsim.trades import aggregate
 
 CHANNEL_BY_PATH = {"/ws/v5/business": "trades-all", "/ws/v5/public": "trades"}
+HISTORY_PATH = "/api/v5/market/history-trades"
+RATE_LIMIT = 20  # requests per RATE_WINDOW_S, per IP on OKX
+RATE_WINDOW_S = 2.0
+TOO_MANY = {"code": "50011", "msg": "Too Many Requests", "data": []}
+UNAVAILABLE = {"code": "50001", "msg": "Service temporarily unavailable. Please try again later.", "data": []}
 
 
 @dataclass(eq=False)  # identity hashing: clients live in a set
@@ -41,6 +51,53 @@ class Client:
 
 
 class OkxExchange:
+    """The exchange. Besides ``emit`` / ``firehose`` and the WebSocket misbehaviours
+    (``drop_connections``, ``send_raw``, ``notice_upgrade``, ``accepting``, ``silent``,
+    ``unknown_symbols``), these can be set at any time from any thread:
+
+    REST faults (``/api/v5/market/history-trades``; every other path 404s):
+    - ``rest_outage(seconds)``: for that long every REST request is answered 503 with
+      ``{"code": "50001", ...}`` like a host that is down (``rest_outage(0)`` ends it);
+      each one is counted in ``rest_failed``. ``rest_down`` says whether one is on.
+    - ``rest_429_ratio`` (0..1): that share of the requests that pass the real rate
+      limit is answered 429 / code 50011, deterministically: request k of those since
+      the ratio was last changed is refused iff floor(k*r) > floor((k-1)*r), so 0.5 is
+      exactly every second request (the 2nd, 4th, ...), 1 all of them, 0 none.
+    - ``rest_lag_s``: history-trades does not serve trades taped less than this many
+      seconds ago (OKX's history trails its WebSocket); older trades below ``after``
+      are still served.
+    - ``history_reach`` (int | None): only the newest N trades of each symbol's tape are
+      served (older ones are gone, as beyond OKX's ~3 months): a request whose ``after``
+      is at or below the oldest served id gets ``data: []``. None: everything.
+    - ``rest_extra_items``: a list of arbitrary items (dicts, strings, None...) inserted
+      in the middle of the data of every history-trades answer that holds at least one
+      trade (an empty answer stays ``[]``, it means "nothing older"); they do not count
+      towards ``limit``. For the REST parser's rejection path.
+    Counters: ``rest_requests`` (history-trades requests, whatever the answer),
+    ``rest_failed`` (503s of an outage, any path), ``rest_throttled`` (429s, the real
+    rate limit's and ``rest_429_ratio``'s), ``rest_served`` (200 answers).
+
+    WebSocket holes (ranges apply to later ``emit`` calls, per symbol, ids inclusive):
+    - ``hide(symbol, first_id, last_id)``: such trades are taped (served over REST) but
+      not pushed, and not re-sent to a new subscriber as the latest trade: a gap at will.
+    - ``forget(symbol, first_id, last_id)``: such trades are neither pushed nor taped, and
+      those already taped in the range are removed from the tape: a hole nobody can fill.
+    - ``clear_ranges(symbol=None)``: drop the hide / forget ranges (of one symbol).
+    - ``emit_items(symbol, items)``: one push whose ``data`` is ``items`` as given (any
+      JSON values, e.g. a price of "."), to every client subscribed to ``symbol``;
+      neither taped nor served over REST.
+
+    ``history(query)`` is what history-trades serves (lag and reach applied, no extra
+    items): bisect on the tape, which ``emit`` keeps sorted by trade id, so it is cheap
+    on tapes of millions of trades.
+
+    With ``control=True`` the same are driven over HTTP (see ``_control``):
+    ``/sim/rest?down_s=&ratio_429=&lag_s=&reach=&extra=`` (any subset; ``reach=none``
+    clears it, ``extra`` is a JSON list; answers the REST state and counters),
+    ``/sim/hide`` and ``/sim/forget?symbol=&first_id=&last_id=``, ``/sim/clear[?symbol=]``,
+    ``/sim/items?symbol=&items=<JSON list>``, ``/sim/status`` and ``/sim/firehose``.
+    """
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = 30.0,
                  control: bool = False) -> None:
         self.host, self.port = host, port
@@ -48,7 +105,13 @@ class OkxExchange:
         self.control = control
         self._firehose_task: asyncio.Task | None = None
         self.idle_timeout_s = idle_timeout_s
-        self.tape: dict[str, list[dict]] = defaultdict(list)  # every trade ever emitted
+        self.tape: dict[str, list[dict]] = defaultdict(list)  # every trade emitted, sorted by id
+        self._ids: dict[str, list[int]] = defaultdict(list)  # the tape's trade ids, for bisect
+        self._taped_at: dict[str, list[float]] = defaultdict(list)  # monotonic time taped, per trade
+        self._times_sorted: dict[str, bool] = defaultdict(lambda: True)  # _taped_at ascending too?
+        self._tape_lock = threading.Lock()  # emit (loop thread) vs history() (any thread)
+        self._hidden: dict[str, tuple[tuple[int, int], ...]] = {}  # replaced, never mutated
+        self._forgotten: dict[str, tuple[tuple[int, int], ...]] = {}
         self._last_order: dict[str, list[dict]] = {}  # fills of the latest emitted order
         self.unknown_symbols: set[str] = set()  # subscribing to these gets error 60018
         self.silent = False  # when True: no pushes, no pongs (a stalled server)
@@ -56,6 +119,16 @@ class OkxExchange:
         self.connections = 0
         self.pings = 0
         self.rest_requests = 0
+        self.rest_failed = 0
+        self.rest_throttled = 0
+        self.rest_served = 0
+        self.rest_429_ratio = 0.0
+        self.rest_lag_s = 0.0
+        self.history_reach: int | None = None
+        self.rest_extra_items: list = []
+        self._rest_down_until = 0.0
+        self._ratio_seen = 0.0  # the ratio the counter below counts for
+        self._ratio_count = 0
         self._clients: set[Client] = set()
         self._rest_calls: deque[float] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -107,8 +180,58 @@ class OkxExchange:
     # -- control (from any thread) ------------------------------------------
     def emit(self, trades: list[dict]) -> None:
         """Print trades: tape them and push them to subscribers, one push per item on
-        ``trades-all``, aggregated pushes with ``count`` on ``trades``."""
-        self._call(self._emit(trades))
+        ``trades-all``, aggregated pushes with ``count`` on ``trades`` (except what
+        ``hide`` / ``forget`` ranges hold back). Trade ids must be integers."""
+        for trade in trades:
+            int(trade["tradeId"])  # before anything is taped: a bad id is the caller's error
+        self._call(self._emit(trades), 10 + len(trades) / 50_000)
+
+    def emit_items(self, symbol: str, items: list) -> None:
+        """One push with ``data`` = ``items`` verbatim to every subscriber of ``symbol``
+        (in its own channel's ``arg``); not taped, so not served over REST either."""
+        self._call(self._push_items(symbol, list(items)))
+
+    def hide(self, symbol: str, first_id: int, last_id: int) -> None:
+        """Trades of ``symbol`` with ids in [first_id, last_id] emitted from now on are
+        taped (served over REST) but never pushed on the WebSocket."""
+        self._hidden[symbol] = self._hidden.get(symbol, ()) + ((int(first_id), int(last_id)),)
+
+    def forget(self, symbol: str, first_id: int, last_id: int) -> None:
+        """Trades of ``symbol`` with ids in [first_id, last_id] are neither pushed nor
+        served: those emitted from now on are dropped, those already taped are removed."""
+        first_id, last_id = int(first_id), int(last_id)
+        self._forgotten[symbol] = self._forgotten.get(symbol, ()) + ((first_id, last_id),)
+        with self._tape_lock:
+            ids = self._ids.get(symbol)
+            if ids:
+                lo, hi = bisect_left(ids, first_id), bisect_right(ids, last_id)
+                if lo < hi:
+                    for column in (self.tape[symbol], ids, self._taped_at[symbol]):
+                        del column[lo:hi]
+
+    def clear_ranges(self, symbol: str | None = None) -> None:
+        """Forget the ``hide`` / ``forget`` ranges of ``symbol`` (of every symbol if None);
+        trades already forgotten stay gone."""
+        for ranges in (self._hidden, self._forgotten):
+            if symbol is None:
+                ranges.clear()
+            else:
+                ranges.pop(symbol, None)
+
+    def rest_outage(self, seconds: float) -> None:
+        """Answer every REST request 503 for the next ``seconds`` (0 ends an outage)."""
+        self._rest_down_until = time.monotonic() + max(float(seconds), 0.0)
+
+    @property
+    def rest_down(self) -> bool:
+        return time.monotonic() < self._rest_down_until
+
+    def rest_state(self) -> dict:
+        return {"down_for_s": round(max(self._rest_down_until - time.monotonic(), 0.0), 3),
+                "ratio_429": self.rest_429_ratio, "lag_s": self.rest_lag_s, "reach": self.history_reach,
+                "extra_items": self.rest_extra_items, "rest_requests": self.rest_requests,
+                "rest_failed": self.rest_failed, "rest_throttled": self.rest_throttled,
+                "rest_served": self.rest_served}
 
     def firehose(self, symbol: str, first_id: int, rate: float, duration_s: float, per_push: int = 1) -> dict:
         """Push consecutive trades of ``symbol`` at ``rate`` trades/s for ``duration_s``
@@ -198,9 +321,17 @@ class OkxExchange:
 
     async def _emit(self, trades: list[dict]) -> None:
         by_symbol: dict[str, list[dict]] = defaultdict(list)
-        for trade in trades:
-            self.tape[trade["instId"]].append(trade)
-            by_symbol[trade["instId"]].append(trade)
+        now = time.monotonic()
+        hidden, forgotten = self._hidden, self._forgotten
+        with self._tape_lock:
+            for trade in trades:
+                symbol, trade_id = trade["instId"], int(trade["tradeId"])
+                if (ranges := forgotten.get(symbol)) and _within(ranges, trade_id):
+                    continue
+                self._tape(symbol, trade_id, trade, now)
+                if (ranges := hidden.get(symbol)) and _within(ranges, trade_id):
+                    continue
+                by_symbol[symbol].append(trade)
         self._last_order.update(by_symbol)
         if self.silent:
             return
@@ -208,6 +339,32 @@ class OkxExchange:
             for symbol, fills in by_symbol.items():
                 if symbol in client.symbols:
                     await self._push(client, symbol, fills)
+
+    def _tape(self, symbol: str, trade_id: int, trade: dict, now: float) -> None:
+        """Add one trade, keeping the tape sorted by id (appends, unless out of order)."""
+        tape, ids, times = self.tape[symbol], self._ids[symbol], self._taped_at[symbol]
+        if not ids or trade_id >= ids[-1]:
+            tape.append(trade)
+            ids.append(trade_id)
+            times.append(now)
+            return
+        at = bisect_right(ids, trade_id)
+        tape.insert(at, trade)
+        ids.insert(at, trade_id)
+        times.insert(at, now)
+        self._times_sorted[symbol] = False  # newer than trades above it: lag filters slowly
+
+    async def _push_items(self, symbol: str, items: list) -> None:
+        if self.silent:
+            return
+        for client in list(self._clients):
+            if symbol in client.symbols:
+                frame = json.dumps({"arg": {"channel": client.channel, "instId": symbol}, "data": items})
+                try:
+                    await client.ws.send(frame)
+                except ConnectionClosed:
+                    continue
+                client.last_traffic = time.monotonic()
 
     async def _firehose(self, symbol: str, first_id: int, rate: float, duration_s: float, per_push: int) -> dict:
         """A load generator on the exchange's own loop: frames built from a template (no
@@ -282,23 +439,57 @@ class OkxExchange:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         url = urllib.parse.urlsplit(request.path)
-        query = dict(urllib.parse.parse_qsl(url.query))
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         if self.control and url.path.startswith("/sim/"):
-            return self._control(connection, url.path, query)
-        if url.path != "/api/v5/market/history-trades":
+            return await self._control(connection, url.path, query)
+        is_history = url.path == HISTORY_PATH
+        if is_history:
+            self.rest_requests += 1
+        if self.rest_down:
+            self.rest_failed += 1
+            return _json(connection, 503, UNAVAILABLE)
+        if not is_history:
             return _json(connection, 404, {"code": "50000", "msg": f"unknown path {url.path}", "data": []})
-        self.rest_requests += 1
         now = time.monotonic()
-        while self._rest_calls and now - self._rest_calls[0] > 2.0:
+        while self._rest_calls and now - self._rest_calls[0] > RATE_WINDOW_S:
             self._rest_calls.popleft()
-        if len(self._rest_calls) >= 20:
-            return _json(connection, 429, {"code": "50011", "msg": "Too Many Requests", "data": []})
+        if len(self._rest_calls) >= RATE_LIMIT:
+            self.rest_throttled += 1
+            return _json(connection, 429, TOO_MANY)
         self._rest_calls.append(now)
-        return _json(connection, 200, {"code": "0", "msg": "", "data": self.history(query)})
+        if self._refuse_by_ratio():
+            self.rest_throttled += 1
+            return _json(connection, 429, TOO_MANY)
+        try:
+            data = self.history(query)
+        except ValueError as exc:
+            return _json(connection, 400, {"code": "51000", "msg": f"Parameter error: {exc}", "data": []})
+        extra = self.rest_extra_items
+        if data and extra:
+            half = len(data) // 2
+            data = data[:half] + list(extra) + data[half:]
+        self.rest_served += 1
+        return _json(connection, 200, {"code": "0", "msg": "", "data": data})
 
-    def _control(self, connection: ServerConnection, path: str, query: dict[str, str]):
-        """GET /sim/status: subscriptions and the last firehose's result (null while one
-        runs); GET /sim/firehose?symbol=&first_id=&rate=&duration=[&per_push=]: start one."""
+    def _refuse_by_ratio(self) -> bool:
+        ratio = self.rest_429_ratio
+        if ratio != self._ratio_seen:  # changed from outside: count afresh
+            self._ratio_seen, self._ratio_count = ratio, 0
+        if ratio <= 0:
+            return False
+        r = Fraction(min(float(ratio), 1.0)).limit_denominator(1_000_000)
+        self._ratio_count += 1
+        k = self._ratio_count
+        return math.floor(k * r) > math.floor((k - 1) * r)
+
+    async def _control(self, connection: ServerConnection, path: str, query: dict[str, str]):
+        """GET /sim/status: subscriptions, REST state and the last firehose's result (null
+        while one runs); GET /sim/firehose?symbol=&first_id=&rate=&duration=[&per_push=]:
+        start one; GET /sim/rest?[down_s=][&ratio_429=][&lag_s=][&reach=<int>|none]
+        [&extra=<JSON list>]: set those REST faults (all checked before any is set) and
+        answer the REST state; GET /sim/hide, /sim/forget?symbol=&first_id=&last_id=;
+        GET /sim/clear[?symbol=]; GET /sim/items?symbol=&items=<JSON list>: one raw push.
+        Bad parameters: 400. These keep working during a REST outage."""
         task = self._firehose_task
         if path == "/sim/status":
             result = task.result() if task and task.done() and not task.exception() else None
@@ -307,28 +498,113 @@ class OkxExchange:
                           for sym in {sym for c in self._clients for sym in c.symbols}}
             return _json(connection, 200, {"clients": len(self._clients), "subscribed": subscribed,
                                            "firehose_running": bool(task and not task.done()),
-                                           "firehose": result, "firehose_error": error})
-        if path == "/sim/firehose":
-            if task and not task.done():
-                return _json(connection, 409, {"error": "a firehose is running"})
-            try:
+                                           "firehose": result, "firehose_error": error, "rest": self.rest_state()})
+        try:
+            if path == "/sim/firehose":
+                if task and not task.done():
+                    return _json(connection, 409, {"error": "a firehose is running"})
                 args = (query["symbol"], int(query["first_id"]), float(query["rate"]), float(query["duration"]),
                         int(query.get("per_push", "1")))
-            except (KeyError, ValueError) as exc:
-                return _json(connection, 400, {"error": f"bad parameters: {exc}"})
-            self._firehose_task = asyncio.get_running_loop().create_task(self._firehose(*args))
-            return _json(connection, 202, {"started": True})
+                self._firehose_task = asyncio.get_running_loop().create_task(self._firehose(*args))
+                return _json(connection, 202, {"started": True})
+            if path == "/sim/rest":
+                self._set_rest(query)
+                return _json(connection, 200, self.rest_state())
+            if path in ("/sim/hide", "/sim/forget"):
+                args = (query["symbol"], int(query["first_id"]), int(query["last_id"]))
+                (self.hide if path == "/sim/hide" else self.forget)(*args)
+                return _json(connection, 200, {"ok": True})
+            if path == "/sim/clear":
+                self.clear_ranges(query.get("symbol") or None)
+                return _json(connection, 200, {"ok": True})
+            if path == "/sim/items":
+                items = json.loads(query["items"])
+                if not isinstance(items, list):
+                    raise ValueError("items must be a JSON list")
+                await self._push_items(query["symbol"], items)
+                return _json(connection, 200, {"ok": True, "pushed": len(items)})
+        except (KeyError, ValueError) as exc:
+            return _json(connection, 400, {"error": f"bad parameters: {exc!r}"})
         return _json(connection, 404, {"error": f"unknown path {path}"})
 
+    def _set_rest(self, query: dict[str, str]) -> None:
+        down = ratio = lag = extra = None
+        reach: int | None | bool = False  # False: not given
+        if "down_s" in query:
+            down = float(query["down_s"])
+            if not 0 <= down < math.inf:
+                raise ValueError(f"down_s={down}")
+        if "ratio_429" in query:
+            ratio = float(query["ratio_429"])
+            if not 0 <= ratio <= 1:
+                raise ValueError(f"ratio_429={ratio}")
+        if "lag_s" in query:
+            lag = float(query["lag_s"])
+            if not 0 <= lag < math.inf:
+                raise ValueError(f"lag_s={lag}")
+        if "reach" in query:
+            reach = None if query["reach"].lower() in ("", "none") else int(query["reach"])
+            if reach is not None and reach < 0:
+                raise ValueError(f"reach={reach}")
+        if "extra" in query:
+            extra = json.loads(query["extra"])
+            if not isinstance(extra, list):
+                raise ValueError("extra must be a JSON list")
+        if down is not None:
+            self.rest_outage(down)
+        if ratio is not None:
+            self.rest_429_ratio = ratio
+        if lag is not None:
+            self.rest_lag_s = lag
+        if reach is not False:
+            self.history_reach = reach
+        if extra is not None:
+            self.rest_extra_items = extra
+
     def history(self, query: dict[str, str]) -> list[dict]:
-        tape = self.tape.get(query.get("instId", ""), [])
-        limit = min(max(int(query.get("limit", "100")), 1), 100)
-        newest_first = sorted(tape, key=lambda t: int(t["tradeId"]), reverse=True)
-        if "after" in query:
-            newest_first = [t for t in newest_first if int(t["tradeId"]) < int(query["after"])]
-        if "before" in query:
-            newest_first = [t for t in newest_first if int(t["tradeId"]) > int(query["before"])]
-        return newest_first[:limit]
+        """What history-trades answers ``query`` (``instId``, ``after``, ``before``,
+        ``limit``): trades newest first, ids < ``after`` and > ``before``, at most
+        ``limit`` (1..100, default 100), with ``rest_lag_s`` and ``history_reach``
+        applied. O(log n + limit) per call. ValueError for a non-integer parameter."""
+        limit = min(max(int(query.get("limit") or "100"), 1), 100)
+        after = int(query["after"]) if query.get("after") else None
+        before = int(query["before"]) if query.get("before") else None
+        symbol = query.get("instId", "")
+        lag, reach = float(self.rest_lag_s or 0), self.history_reach
+        cutoff = time.monotonic() - lag
+        with self._tape_lock:
+            tape = self.tape.get(symbol)
+            if not tape:
+                return []
+            ids, times = self._ids[symbol], self._taped_at[symbol]
+            lo, hi = 0, len(tape)
+            if reach is not None:
+                lo = max(lo, hi - max(int(reach), 0))
+            filter_lag = False
+            if lag > 0:
+                if self._times_sorted[symbol]:
+                    hi = min(hi, bisect_right(times, cutoff))
+                else:
+                    filter_lag = True
+            if after is not None and lo < hi:
+                hi = bisect_left(ids, after, lo, hi)
+            if before is not None and lo < hi:
+                lo = bisect_right(ids, before, lo, hi)
+            if lo >= hi:
+                return []
+            if not filter_lag:
+                return tape[max(lo, hi - limit):hi][::-1]
+            out = []
+            for i in range(hi - 1, lo - 1, -1):  # out-of-order tape: lag filtered one by one
+                if times[i] <= cutoff:
+                    out.append(tape[i])
+                    if len(out) == limit:
+                        break
+            return out
+
+
+def _within(ranges: tuple[tuple[int, int], ...], trade_id: int) -> bool:
+    return any(first <= trade_id <= last for first, last in ranges)
 
 
 def _json(connection: ServerConnection, status: int, body: dict):
