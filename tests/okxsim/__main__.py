@@ -21,7 +21,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="trades per second per symbol")
     parser.add_argument("--symbols", default="BTC-USDT,ETH-USDT")
     parser.add_argument("--control", action="store_true",
-                        help="serve /sim/status and /sim/firehose (benchmarks drive the exchange over HTTP)")
+                        help="serve /sim/status, /sim/firehose (benchmarks) and the faults: /sim/rest, /sim/hide, "
+                             "/sim/forget, /sim/clear, /sim/items (see OkxExchange)")
     args = parser.parse_args()
 
     stop = threading.Event()
