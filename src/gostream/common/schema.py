@@ -46,7 +46,8 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS {CANDLES_1M_VIEW} AS (
 # The completeness ledger: every hole the audit found in a symbol's trade ids, one row per
 # hole as first found, re-written whole (DEDUP on the key) whenever its state changes.
 # state: open (being filled), closed (the store holds every id), unrecoverable (OKX no
-# longer serves the ids; `missing` says how many are gone for good).
+# longer serves the ids; `missing` says how many are gone for good). after_time and
+# before_time: exchange times of the stored trades around the hole.
 HOLES_TABLE = "trade_holes"
 HOLE_STATES = ("open", "closed", "unrecoverable")
 CREATE_HOLES = f"""
@@ -58,6 +59,8 @@ CREATE TABLE IF NOT EXISTS {HOLES_TABLE} (
     state SYMBOL CAPACITY 4 CACHE,
     attempts INT,
     detail VARCHAR,
+    after_time TIMESTAMP,
+    before_time TIMESTAMP,
     updated_at TIMESTAMP,
     next_attempt_at TIMESTAMP,
     closed_at TIMESTAMP,
@@ -86,6 +89,13 @@ def execute(base_url: str, sql: str, timeout_s: float = 10.0) -> dict:
         except ValueError:
             message = body
         raise SchemaError(f"QuestDB refused {sql.split('(')[0].strip()!r}: {message}") from None
+
+
+def query(base_url: str, sql: str, timeout_s: float = 30.0) -> list[dict]:
+    """The rows of one statement through /exec, as dicts (no rows for DDL and INSERT)."""
+    body = execute(base_url, sql, timeout_s)
+    names = [column["name"] for column in body.get("columns", ())]
+    return [dict(zip(names, row)) for row in body.get("dataset", ())]
 
 
 def ensure_schema(base_url: str) -> None:

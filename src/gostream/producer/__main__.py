@@ -12,9 +12,10 @@ from kafka.errors import KafkaError
 from gostream.common.health import HealthServer
 from gostream.common.logs import setup_logging
 from gostream.common.settings import SettingsError, load
+from gostream.common.schema import SchemaError, ensure_schema
+from gostream.producer.audit import Auditor, Policy, Store
 from gostream.producer.feed import Feed
 from gostream.producer.publisher import Publisher
-from gostream.producer.resume import last_trade_ids
 from gostream.producer.settings import ProducerSettings
 
 log = logging.getLogger("gostream.producer")
@@ -35,27 +36,43 @@ async def _connect_publisher(settings: ProducerSettings, on_lost) -> Publisher:
             delay = min(delay * 2, 30.0)
 
 
-async def _resume(settings: ProducerSettings, feed: Feed) -> None:
-    """Start from the newest trade ids already in Kafka, so what was missed is backfilled."""
-    try:
-        ids = await asyncio.to_thread(
-            last_trade_ids, settings.kafka_bootstrap_servers, settings.kafka_topic, settings.symbols,
-            settings.resume_scan_records,
-        )
-    except Exception as exc:  # not fatal: without it the first gap after a restart goes unseen
-        log.error("could not read the last trade ids from Kafka", extra={"error": str(exc)})
+async def _resume(store: Store, settings: ProducerSettings, feed: Feed, attempts: int = 4) -> None:
+    """Start from the newest trade id of each symbol in the store, so the first trade after
+    a restart reveals what was missed, however quiet the symbol and however long the
+    producer was down. Not fatal: without it the audit still finds that hole in the store."""
+    for attempt in range(1, attempts + 1):
+        try:
+            # The tables may not be there yet (the consumer makes them too): same idempotent DDL.
+            await asyncio.to_thread(ensure_schema, store.base_url)
+            ids = await asyncio.to_thread(store.last_ids, settings.symbols)
+        except (OSError, SchemaError) as exc:
+            log.warning("could not read the last trade ids from QuestDB", extra={"error": str(exc)[:300],
+                                                                               "attempt": attempt})
+            if attempt < attempts:
+                await asyncio.sleep(2 ** (attempt - 1))
+            continue
+        feed.continuity.last_id.update(ids)
+        if ids:
+            log.info("resuming after the trades already stored", extra={"last_ids": ids})
         return
-    feed.continuity.last_id.update(ids)
-    if ids:
-        log.info("resuming after the trades already in Kafka", extra={"last_ids": ids})
+    log.error("starting without the last trade ids: the audit will find the restart's hole in the store")
 
 
 async def run(settings: ProducerSettings) -> None:
     publisher: Publisher | None = None
     feed = Feed(settings, on_trade=lambda trade: publisher.offer(trade))
 
+    store = Store(f"http://{settings.questdb_host}:{settings.questdb_http_port}")
+    auditor = Auditor(
+        store, settings.symbols,
+        Policy(settle_s=settings.audit_settle_s, retry_min_s=settings.hole_retry_min_s,
+               retry_max_s=settings.hole_retry_max_s, max_attempts=settings.hole_max_attempts,
+               max_ids=settings.hole_max_ids),
+        submit=feed.history.submit, pending=feed.history.pending, interval_s=settings.audit_interval_s,
+    )
+
     def problems() -> list[str]:
-        return (publisher.problems() if publisher else ["kafka: connecting"]) + feed.problems()
+        return (publisher.problems() if publisher else ["kafka: connecting"]) + feed.problems() + auditor.problems()
 
     health = HealthServer(settings.health_port, problems).start()
     main = asyncio.current_task()
@@ -64,7 +81,8 @@ async def run(settings: ProducerSettings) -> None:
         loop.add_signal_handler(sig, main.cancel)
     try:
         publisher = await _connect_publisher(settings, on_lost=feed.lost.add)
-        await _resume(settings, feed)
+        await _resume(store, settings, feed)
+        auditor.start()
         log.info("producer started", extra={"symbols": settings.symbols, "channel": settings.okx_channel})
         recovery = asyncio.create_task(feed.recover_lost(lambda: not publisher.problems()))
         try:
@@ -74,6 +92,7 @@ async def run(settings: ProducerSettings) -> None:
     except asyncio.CancelledError:
         log.info("shutting down: flushing kafka")
     finally:
+        await asyncio.to_thread(auditor.stop)
         await asyncio.to_thread(feed.close)
         if publisher is not None:
             await asyncio.to_thread(publisher.close, settings.shutdown_flush_timeout_s)

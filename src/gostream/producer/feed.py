@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from functools import partial
 
@@ -20,11 +19,14 @@ from websockets.exceptions import ConnectionClosed
 
 from gostream.common.trade import Trade
 from gostream.producer import metrics, okx
-from gostream.producer.backfill import BackfillError, HistoryClient
-from gostream.producer.gaps import Continuity, Gap, Lost
+from gostream.producer.gaps import Continuity, Gap, Lost, Regression
+from gostream.producer.rest import Fill, HistoryFetcher, Priority
 from gostream.producer.settings import ProducerSettings
 
 log = logging.getLogger(__name__)
+
+# How long a trade-id regression stays in /readyz after it happened.
+REGRESSION_SHOWN_S = 600.0
 
 
 class Reconnect(Exception):
@@ -42,9 +44,9 @@ class Feed:
         self.received = 0
         self.continuity = Continuity()
         self.lost = Lost()
-        self.history = HistoryClient(settings.okx_rest_url)
-        # One worker: backfill requests go out one at a time, inside OKX's rate limit.
-        self._backfills = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill")
+        # Every REST fill (live gaps first, then the audit's holes) shares its one worker.
+        self.history = HistoryFetcher(settings.okx_rest_url, on_trade=on_trade).start()
+        self._regressions: list[tuple[float, Regression]] = []
         self._delays = partial(
             backoff,
             initial_delay=settings.reconnect_initial_delay_s,
@@ -60,7 +62,12 @@ class Feed:
         if self.sessions == 0:
             return ["okx: never connected"]
         missing = sorted(set(self.settings.symbols) - self.subscribed)
-        return [f"okx: not subscribed to {', '.join(missing)}"] if missing else []
+        found = [f"okx: not subscribed to {', '.join(missing)}"] if missing else []
+        shown_since = time.monotonic() - REGRESSION_SHOWN_S
+        found += [f"okx: trade ids of {r.symbol} went back from {r.from_id} to {r.to_id} "
+                  f"{time.monotonic() - at:.0f} s ago: another exchange behind OKX_WS_URL, or a reset?"
+                  for at, r in self._regressions if at > shown_since]
+        return found
 
     async def run(self) -> None:
         s = self.settings
@@ -124,6 +131,8 @@ class Feed:
                         continue
                     if gap is not None:
                         self._backfill(gap)
+                    if self.continuity.regressions:
+                        self._regressed(self.continuity.regressions.pop())
                     self.received += 1
                     metrics.TRADES_RECEIVED.labels(trade.symbol).inc()
                     metrics.LAST_TRADE_TIME.labels(trade.symbol).set(trade.ts_ms / 1000)
@@ -152,15 +161,23 @@ class Feed:
                                                          "last_id": gap.last_id, "missing": gap.size})
         self.refetch(gap)
 
+    def _regressed(self, regression: Regression) -> None:
+        # Taken, not skipped: skipping would drop a whole feed that happens to have lower
+        # ids than what was seen (another exchange's store, a reset); DEDUP absorbs repeats.
+        metrics.ID_REGRESSIONS.labels(regression.symbol).inc()
+        log.error("trade ids went back: another exchange behind OKX_WS_URL, or a reset? taking the new ids",
+                  extra={"symbol": regression.symbol, "from_id": regression.from_id, "to_id": regression.to_id})
+        self._regressions = [*self._regressions[-9:], (time.monotonic(), regression)]
+
     def refetch(self, gap: Gap) -> None:
-        """Fetch a gap's trades over REST on the backfill thread (newest first when too big)."""
+        """Queue a gap for REST, ahead of the audit's holes (newest first when too big:
+        what is left over is a hole in the store, which the audit takes over)."""
         cap = self.settings.backfill_max_trades
         if gap.size > cap:
-            metrics.UNRECOVERABLE.inc(gap.size - cap)
-            log.error("gap too large, fetching only its newest trades",
+            log.error("gap too large, fetching only its newest trades now",
                       extra={"symbol": gap.symbol, "missing": gap.size, "fetching": cap})
             gap = Gap(gap.symbol, gap.last_id - cap + 1, gap.last_id)
-        self._backfills.submit(self._fill, gap)
+        self.history.submit(Fill(gap.symbol, gap.first_id, gap.last_id, Priority.LIVE, on_done=self._filled))
 
     async def recover_lost(self, kafka_ok: Callable[[], bool], every_s: float = 2.0) -> None:
         """Once Kafka takes trades again, fetch the ones it lost from REST."""
@@ -172,18 +189,17 @@ class Feed:
                                 extra={"symbol": gap.symbol, "first_id": gap.first_id, "last_id": gap.last_id})
                     self.refetch(gap)
 
-    def _fill(self, gap: Gap) -> None:
-        try:
-            trades = self.history.fetch(gap, time.time_ns() // 1000)
-        except BackfillError as exc:
-            metrics.BACKFILL_ERRORS.inc()
-            log.error("backfill failed", extra={"symbol": gap.symbol, "error": str(exc)})
+    def _filled(self, job: Fill) -> None:
+        extra = {"symbol": job.symbol, "first_id": job.first_id, "last_id": job.last_id, "missing": job.size,
+                 "found": job.found, "requests": job.pages}
+        if job.complete:
+            log.info("backfilled", extra=extra)
             return
-        for trade in trades:
-            metrics.BACKFILLED.labels(trade.symbol).inc()
-            self.on_trade(trade)
-        log.info("backfilled", extra={"symbol": gap.symbol, "missing": gap.size, "found": len(trades)})
+        metrics.BACKFILL_ERRORS.inc()
+        log.warning("gap not filled completely; the completeness audit takes it over",
+                    extra={**extra, "error": job.error, "beyond_history": job.exhausted})
 
     def close(self) -> None:
-        """Let a running backfill finish handing its trades over."""
-        self._backfills.shutdown(wait=True, cancel_futures=True)
+        """Let the page in flight finish handing its trades over; what is still queued is
+        a hole in the store, which the audit finds after the restart."""
+        self.history.close()

@@ -3,7 +3,9 @@
 OKX trade ids are consecutive per instrument. A trade on the ``trades`` channel stands
 for ``count`` fills whose ids end at its ``tradeId``. Anything at or below the highest id
 seen is a repeat (the trade OKX re-sends on subscribe); anything that skips ids opens a
-gap to backfill over REST.
+gap to backfill over REST. Ids far below the highest seen are not repeats but another
+feed (a different exchange behind the same URL, a reset): they are taken, never skipped,
+and reported as a regression.
 """
 
 from __future__ import annotations
@@ -25,15 +27,35 @@ class Gap:
         return self.last_id - self.first_id + 1
 
 
+# How far below the highest id a trade may be and still count as a repeat. OKX re-sends
+# only its latest trade (the latest aggregated push on `trades`), so a few ids at most.
+REPEAT_WINDOW = 1000
+
+
+@dataclass(frozen=True)
+class Regression:
+    """Trade ids of ``symbol`` went back from ``from_id`` to ``to_id``."""
+
+    symbol: str
+    from_id: int
+    to_id: int
+
+
 @dataclass
 class Continuity:
     last_id: dict[str, int] = field(default_factory=dict)
+    regressions: list[Regression] = field(default_factory=list)
 
     def observe(self, trade: Trade) -> tuple[bool, Gap | None]:
-        """(is_new, gap_before_it). A repeat is not new and opens no gap."""
+        """(is_new, gap_before_it). A repeat is not new and opens no gap; a trade far
+        below the highest id restarts the count there (see ``regressions``)."""
         last = self.last_id.get(trade.symbol)
         if last is not None and trade.trade_id <= last:
-            return False, None
+            if last - trade.trade_id <= REPEAT_WINDOW:
+                return False, None
+            self.regressions.append(Regression(trade.symbol, last, trade.trade_id))
+            self.last_id[trade.symbol] = trade.trade_id
+            return True, None
         self.last_id[trade.symbol] = trade.trade_id
         first_of_trade = trade.trade_id - trade.count + 1
         if last is not None and first_of_trade > last + 1:

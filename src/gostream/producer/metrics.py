@@ -28,10 +28,28 @@ DUPLICATES = Counter(
 )
 GAPS = Counter("gostream_producer_gaps_detected_total", "Breaks in trade-id continuity", ["symbol"])
 BACKFILLED = Counter("gostream_producer_trades_backfilled_total", "Missing trades fetched over REST", ["symbol"])
-BACKFILL_ERRORS = Counter("gostream_producer_backfill_errors_total", "Gaps that could not be filled over REST")
-UNRECOVERABLE = Counter(
-    "gostream_producer_trades_unrecoverable_total", "Missing trades beyond BACKFILL_MAX_TRADES, not fetched"
+BACKFILL_ERRORS = Counter(
+    "gostream_producer_backfill_errors_total", "Live gaps whose REST fill gave up (the completeness audit takes them over)"
 )
+ID_REGRESSIONS = Counter(
+    "gostream_producer_id_regressions_total",
+    "Trades whose id was far below the highest seen (another source or an exchange reset)", ["symbol"],
+)
+REST_REQUESTS = Counter(
+    "gostream_producer_rest_requests_total", "OKX REST history-trades requests by purpose and result",
+    ["purpose", "result"],
+)
+REST_QUEUED = Gauge("gostream_producer_rest_jobs", "REST fill jobs queued or running, by purpose", ["purpose"])
+
+# The completeness audit (audit.py), measured from the store.
+TRADES_MISSING = Gauge(
+    "gostream_trades_missing", "Trade ids missing from the store in open holes (being filled)", ["symbol"]
+)
+TRADES_UNRECOVERABLE = Gauge(
+    "gostream_trades_unrecoverable", "Trade ids missing from the store that OKX no longer serves", ["symbol"]
+)
+AUDIT_PASSES = Counter("gostream_producer_audit_passes_total", "Completed completeness audit passes")
+AUDIT_SECONDS = Gauge("gostream_producer_audit_last_pass_seconds", "Duration of the last completeness audit pass")
 
 PUBLISHED_LATENCY = Histogram(
     "gostream_producer_exchange_to_published_seconds",

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gostream.common.settings import KafkaSettings, SettingsError, require_positive
+from gostream.common.settings import KafkaSettings, QuestDBSettings, SettingsError, require_positive
 from gostream.producer.okx import CHANNELS
 
 
 @dataclass(frozen=True)
-class ProducerSettings(KafkaSettings):
+class ProducerSettings(KafkaSettings, QuestDBSettings):
     okx_ws_url: str = "wss://ws.okx.com:8443/ws/v5/business"
     okx_rest_url: str = "https://www.okx.com"
     # trades-all (business endpoint): one trade per push; trades (public endpoint):
@@ -29,10 +29,20 @@ class ProducerSettings(KafkaSettings):
     # sent together, so this only matters in bursts.
     publish_batch_max: int = 500
     shutdown_flush_timeout_s: float = 10.0
-    # A gap larger than this (a long outage) is backfilled only for its newest trades.
+    # A live gap larger than this (a long outage) is fetched at once only for its newest
+    # trades; the rest is a hole in the store, filled by the audit.
     backfill_max_trades: int = 100_000
-    # How far back the producer looks in the topic at start-up for the last trade ids.
-    resume_scan_records: int = 5_000
+    # The completeness audit (audit.py): how often it looks for holes in the stored trade
+    # ids; how long a hole's upper trade must have been stored before it counts (a live
+    # gap is being filled meanwhile); the back-off between REST fills of one hole; after
+    # how many fills it is given up; the largest hole it fetches (larger: another source's
+    # ids in the same table, or a reset).
+    audit_interval_s: float = 30.0
+    audit_settle_s: float = 30.0
+    hole_retry_min_s: float = 5.0
+    hole_retry_max_s: float = 300.0
+    hole_max_attempts: int = 50
+    hole_max_ids: int = 1_000_000
 
     def check(self) -> None:
         if self.okx_channel not in CHANNELS:
@@ -48,6 +58,11 @@ class ProducerSettings(KafkaSettings):
             "buffer_max_trades",
             "publish_batch_max",
             "backfill_max_trades",
+            "audit_interval_s",
+            "hole_retry_min_s",
+            "hole_retry_max_s",
+            "hole_max_attempts",
+            "hole_max_ids",
         )
         if self.ping_interval_s >= 30:
             raise SettingsError("PING_INTERVAL_S must be under 30: OKX drops idle connections at 30 s")
