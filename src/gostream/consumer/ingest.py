@@ -29,30 +29,65 @@ IDLE_POLL_S = 0.2
 MAX_BATCH_AGE_S = 1.0
 
 
+class DeadLetterError(RuntimeError):
+    """A dead letter the DLQ topic did not acknowledge: its record must not be committed."""
+
+
 class DeadLetters:
-    """Bad records, byte for byte, to the DLQ topic with the reason in headers."""
+    """Bad records, byte for byte, to the DLQ topic with the reason in headers.
+
+    ``flush`` returns only once the broker acknowledged every letter sent since the last
+    flush, and raises if any of them failed (kafka-python's own ``flush`` does not: it
+    only waits until each send is done, acknowledged or not). The caller commits the
+    records' offsets only after that."""
 
     def __init__(self, producer: KafkaProducer, topic: str) -> None:
         self._producer = producer
         self.topic = topic
-        self.pending = 0
+        self._sent: list = []  # FutureRecordMetadata, or the exception send() raised
+
+    @property
+    def pending(self) -> int:
+        return len(self._sent)
 
     def send(self, record, error: RecordError) -> None:
         headers = [
-            ("error.reason", error.reason.encode()),
-            ("error.detail", error.detail[:500].encode()),
+            ("error.reason", error.reason.encode(errors="backslashreplace")),
+            ("error.detail", error.detail[:500].encode(errors="backslashreplace")),
             ("source.topic", record.topic.encode()),
             ("source.partition", str(record.partition).encode()),
             ("source.offset", str(record.offset).encode()),
         ]
-        self._producer.send(self.topic, key=record.key, value=record.value, headers=headers)
+        try:
+            self._sent.append(self._producer.send(self.topic, key=record.key, value=record.value, headers=headers))
+        except Exception as exc:  # refused before it left (too large, no metadata): fail the flush
+            self._sent.append(exc)
         metrics.DLQ_RECORDS.labels(error.reason).inc()
-        self.pending += 1
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        if self.pending:
-            self._producer.flush(timeout=timeout_s)
-            self.pending = 0
+        """Wait for every letter's acknowledgement; raise DeadLetterError if one failed."""
+        if not self._sent:
+            return
+        sent, self._sent = self._sent, []
+        deadline = time.monotonic() + timeout_s
+        self._producer.flush(timeout=timeout_s)
+        failed = []
+        for future in sent:
+            if isinstance(future, Exception):
+                failed.append(future)
+                continue
+            try:
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as exc:
+                failed.append(exc)
+        if failed:
+            raise DeadLetterError(f"{len(failed)} of {len(sent)} dead letters not acknowledged by "
+                                  f"{self.topic}: {type(failed[0]).__name__}: {str(failed[0])[:200]}")
+
+    def discard(self) -> None:
+        """Forget the letters of a batch that is being rewound (they are sent again when
+        their records are read again)."""
+        self._sent = []
 
 
 class Stalled(RuntimeError):
@@ -242,7 +277,7 @@ class Ingest(ConsumerRebalanceListener):
 
     def _rewind(self) -> None:
         self.sink.discard()
-        self.dead_letters.pending = 0
+        self.dead_letters.discard()
         for partition, offset in self._uncommitted.items():
             if partition in self.consumer.assignment():
                 self.consumer.seek(partition, offset)
