@@ -14,8 +14,8 @@ S = 1_000_000  # µs
 NOW = 1_800_000_000 * S
 
 
-def hole(first, last, settled=NOW - 3600 * S, symbol="BTC-USDT"):
-    return Hole(symbol, first, last, after_us=first * S, before_us=last * S, settled_us=settled)
+def hole(first, last, settled=NOW - 3600 * S, symbol="BTC-USDT", before=NOW - 3600 * S):
+    return Hole(symbol, first, last, after_us=before - S, before_us=before, settled_us=settled)
 
 
 def job(entry, found=0, exhausted=False, error=None):
@@ -66,12 +66,15 @@ def test_failed_fills_back_off_and_give_up_after_max_attempts():
 
 
 def test_ids_okx_no_longer_serves_are_unrecoverable_with_their_count():
-    ledger = Ledger(Policy())
-    (entry,) = ledger.found([hole(10, 19)], NOW)
+    ledger = Ledger(Policy(gone_min_age_s=600))
+    (young,) = ledger.found([hole(10, 19, settled=NOW - 60 * S, before=NOW - 60 * S)], NOW)
+    young = ledger.attempted(young, job(young, exhausted=True), NOW)
+    assert young.state == "open"  # a young hole's history may only be lagging: retried
+    (entry,) = ledger.found([hole(30, 39)], NOW)
     entry = ledger.attempted(entry, job(entry, found=3, exhausted=True), NOW)
     assert (entry.state, entry.missing) == ("unrecoverable", 7)
     assert "7 ids beyond its history" in entry.detail
-    assert ledger.found([hole(10, 16)], NOW + S) == []  # found again, never retried
+    assert ledger.found([hole(30, 36)], NOW + S) == []  # found again, never retried
 
 
 def test_a_hole_too_large_to_be_missed_trades_is_not_fetched():

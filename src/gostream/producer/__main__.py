@@ -67,7 +67,7 @@ async def run(settings: ProducerSettings) -> None:
         store, settings.symbols,
         Policy(settle_s=settings.audit_settle_s, retry_min_s=settings.hole_retry_min_s,
                retry_max_s=settings.hole_retry_max_s, max_attempts=settings.hole_max_attempts,
-               max_ids=settings.hole_max_ids),
+               max_ids=settings.hole_max_ids, gone_min_age_s=settings.hole_gone_min_age_s),
         submit=feed.history.submit, pending=feed.history.pending, interval_s=settings.audit_interval_s,
     )
 

@@ -91,6 +91,9 @@ class Policy:
     retry_min_s: float = 5.0
     retry_max_s: float = 300.0
     max_attempts: int = 50
+    # OKX serving nothing below a hole means its ids are beyond the ~3 months of history,
+    # unless the hole is this young: then its history is only lagging (a new listing).
+    gone_min_age_s: float = 600.0
     # A hole larger than this is not fetched (nine hours of BTC-USDT at ~30 trades/s): it is
     # another source's ids in the same table, or an exchange reset, not missed trades.
     max_ids: int = 1_000_000
@@ -150,7 +153,8 @@ class Ledger:
         detail = f"attempt {attempts}: found {job.found} of {job.size} ids over REST"
         if job.error:
             detail += f" ({job.error})"
-        if job.exhausted and not job.complete:
+        beyond_reach = entry.before_us <= now_us - int(self.policy.gone_min_age_s * 1e6)
+        if job.exhausted and not job.complete and beyond_reach:
             gone = max(entry.missing - job.found, 0)
             changed = dataclasses.replace(
                 entry, attempts=attempts, state="unrecoverable", missing=gone, closed_us=now_us, updated_us=now_us,

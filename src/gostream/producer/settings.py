@@ -36,13 +36,15 @@ class ProducerSettings(KafkaSettings, QuestDBSettings):
     # ids; how long a hole's upper trade must have been stored before it counts (a live
     # gap is being filled meanwhile); the back-off between REST fills of one hole; after
     # how many fills it is given up; the largest hole it fetches (larger: another source's
-    # ids in the same table, or a reset).
+    # ids in the same table, or a reset); how old a hole must be before OKX serving nothing
+    # of it means "beyond its history" rather than "its history is lagging".
     audit_interval_s: float = 30.0
     audit_settle_s: float = 30.0
     hole_retry_min_s: float = 5.0
     hole_retry_max_s: float = 300.0
     hole_max_attempts: int = 50
     hole_max_ids: int = 1_000_000
+    hole_gone_min_age_s: float = 600.0
 
     def check(self) -> None:
         if self.okx_channel not in CHANNELS:
