@@ -102,7 +102,8 @@ def test_bad_records_are_rejected_with_a_stable_reason(value, reason):
 
 
 def test_the_largest_values_a_questdb_row_takes_are_accepted():
-    [trade] = decode(_with(trade_id=2**63 - 1, count=2**31 - 1, received=4_102_444_800_000_000, price=1.7976931348623157e308))
+    [trade] = decode(_with(trade_id=2**63 - 1, count=2**31 - 1, received=4_102_444_800_000_000,
+                           price=1.7976931348623157e308))
     assert (trade.trade_id, trade.count, trade.received_us) == (2**63 - 1, 2**31 - 1, 4_102_444_800_000_000)
     [trade] = decode(_with(price=10**300))  # an int price is fine while it fits a double
     assert trade.price == 10**300
