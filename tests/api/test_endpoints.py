@@ -75,7 +75,7 @@ def test_unknown_path_and_method_are_json(api):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(["/candles", "/trades", "/stats", "/symbols"]),
+@given(st.sampled_from(["/candles", "/trades", "/stats", "/symbols", "/completeness"]),
        st.dictionaries(st.sampled_from(["symbol", "interval", "from", "to", "limit", "x"]),
                        st.text(max_size=30), max_size=4))
 def test_no_input_gets_a_500(api, path, params):
@@ -124,14 +124,15 @@ def test_openapi_document_is_valid_and_complete(api):
     assert status == 200
     validate(doc)  # raises on anything that is not valid OpenAPI 3.1
     assert doc["openapi"].startswith("3.1")
-    served = {"/candles", "/symbols", "/trades", "/stats", "/stream", "/openapi.json", "/healthz", "/readyz", "/metrics"}
+    served = {"/candles", "/symbols", "/trades", "/stats", "/completeness", "/stream", "/openapi.json", "/healthz", "/readyz", "/metrics"}
     assert set(doc["paths"]) == served
     params = {path: {p["name"] for p in item["get"].get("parameters", [])} for path, item in doc["paths"].items()}
     assert params["/candles"] == {"symbol", "interval", "from", "to", "limit"}
     assert params["/trades"] == {"symbol", "limit"}
     assert params["/stats"] == {"symbol"}
     assert params["/stream"] == {"symbol", "interval", "since", "trades_since"}
-    for path in ("/candles", "/trades", "/stats", "/stream", "/symbols"):
+    assert params["/completeness"] == {"symbol", "from", "to"}
+    for path in ("/candles", "/trades", "/stats", "/completeness", "/stream", "/symbols"):
         assert {"200", "400", "503"} <= set(doc["paths"][path]["get"]["responses"]), path
 
 
@@ -157,13 +158,14 @@ def test_questdb_unreachable_gets_503(stack_dir):
     process = Process(spec, stack_dir / "logs" / "api-no-questdb").start().wait_ready(60)
     try:
         for path in ("/candles", "/candles?symbol=ETH-USDT&interval=1h&from=0", "/trades", "/stats", "/symbols",
-                     "/stream?symbol=BTC-USDT"):
+                     "/completeness", "/completeness?symbol=ETH-USDT&from=0&to=100", "/stream?symbol=BTC-USDT"):
             status, body = get(port, path)
             assert status == 503, (path, status, body)
             assert set(body) == {"error"} and "QuestDB" in body["error"], body
         status, body = get(port, "/readyz")
         assert status == 503 and body["ready"] is False and body["problems"]
         assert get(port, "/candles?limit=0")[0] == 400  # validation still comes first
+        assert get(port, "/completeness?from=2&to=1")[0] == 400
         assert get(port, "/healthz") == (200, {"alive": True})
         assert "Traceback" not in process.tail(200)
     finally:

@@ -29,4 +29,4 @@ def test_every_endpoint_honours_its_openapi_document(api):
 
         conforms()
         checked.append(operation.path)
-    assert {"/candles", "/symbols", "/trades", "/stats"} <= set(checked)
+    assert {"/candles", "/symbols", "/trades", "/stats", "/completeness"} <= set(checked)

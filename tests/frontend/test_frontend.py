@@ -30,7 +30,8 @@ def test_page_and_assets(frontend):
 
 
 def test_api_is_proxied(frontend):
-    for path in ("/candles?interval=5m&limit=3", "/symbols", "/openapi.json", "/candles?limit=0", "/stats?symbol=x"):
+    for path in ("/candles?interval=5m&limit=3", "/symbols", "/openapi.json", "/candles?limit=0", "/stats?symbol=x",
+                 "/completeness?symbol=NOSUCH-USDT&from=0&to=4102444800", "/completeness?from=2&to=1"):
         assert get(PORT, f"/api{path}") == get(TEST_PORTS.api, path), path
     request = urllib.request.Request(f"http://127.0.0.1:{PORT}/api/candles", method="POST")
     try:

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.datastructures import ImmutableMultiDict, MultiDict
 from werkzeug.exceptions import HTTPException
 
-from gostream.api import market, metrics, validation
+from gostream.api import completeness as completeness_, market, metrics, validation
 from gostream.api.cache import ResponseCache
 from gostream.api.db import Database, Unavailable, make_engine
 from gostream.api.openapi import document
@@ -154,6 +154,16 @@ def stats() -> Response:
     return _json(market.stats(svc.db, validation.symbol(request.args, svc.settings.default_symbol)))
 
 
+@bp.get("/completeness")
+def completeness() -> Response:
+    args = request.args
+    validation.only(args, ("symbol", "from", "to"))
+    svc = _svc()
+    symbol = validation.symbol(args, svc.settings.default_symbol)
+    start, end = validation.time_range(args)
+    return _json(completeness_.completeness(svc.db, symbol, start, end))
+
+
 @bp.get("/stream")
 def stream() -> Response:
     args = request.args
@@ -196,7 +206,7 @@ def openapi() -> Response:
 @bp.get("/")
 def index() -> Response:
     return _json({"service": "gostream-api", "openapi": "/openapi.json",
-                  "endpoints": ["/candles", "/symbols", "/trades", "/stats", "/stream", "/healthz", "/readyz", "/metrics"]})
+                  "endpoints": ["/candles", "/symbols", "/trades", "/stats", "/completeness", "/stream", "/healthz", "/readyz", "/metrics"]})
 
 
 # -- errors: always JSON, never a stack trace --------------------------------

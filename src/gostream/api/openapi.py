@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from gostream.api.completeness import MAX_HOLES
 from gostream.api.queries import INTERVALS
 from gostream.api.stream import CATCH_UP
 from gostream.api.validation import DEFAULT_CANDLES, DEFAULT_TRADES, MAX_CANDLES, MAX_EPOCH_S, MAX_TRADES
@@ -127,6 +128,32 @@ def document() -> dict:
                     "responses": {"200": _json_response("Statistics", {"$ref": "#/components/schemas/Stats"}), **_ERRORS},
                 }
             },
+            "/completeness": {
+                "get": {
+                    "operationId": "getCompleteness",
+                    "summary": "How many of a symbol's trade ids are stored over a time range, and the holes",
+                    "description": "OKX trade ids are consecutive per instrument; a stored row covers the ids "
+                    "`trade_id - fills + 1 .. trade_id`. Over the trades whose exchange time is in [`from`, `to`) "
+                    "(without them: the symbol's whole history), `expected` counts the ids from the lowest covered "
+                    "(`first_id`) to the highest (`last_id`), `missing` those no stored row covers, in holes between "
+                    "two stored rows (a hole at the edge of the range belongs to the neighbouring range). `percent` "
+                    "is stored/expected with two decimals, rounded down (100 only when complete). "
+                    f"`holes` lists the first {MAX_HOLES} by id (`holes_truncated` when there are more), each with the "
+                    "times of the stored rows around it and the state the producer's hole ledger gives it "
+                    "(`open`: being fetched, `closed`, `unrecoverable`: OKX no longer serves the ids; `found`: "
+                    "no ledger row covers it yet). `ledger` counts the ledger rows of the symbol overlapping "
+                    "`first_id .. last_id` by state. A range without trades: zeros, complete.",
+                    "parameters": [
+                        _symbol(),
+                        _param("from", "Start, epoch seconds (inclusive).", epoch),
+                        _param("to", "End, epoch seconds (exclusive); not before `from`.", epoch),
+                    ],
+                    "responses": {
+                        "200": _json_response("Completeness", {"$ref": "#/components/schemas/Completeness"}),
+                        **_ERRORS,
+                    },
+                }
+            },
             "/stream": {
                 "get": {
                     "operationId": "streamLive",
@@ -237,6 +264,50 @@ def document() -> dict:
                         "trades": {"type": "integer"},
                         "change": {"type": ["number", "null"]},
                         "change_pct": {"type": ["number", "null"]},
+                    },
+                },
+                "Completeness": {
+                    "type": "object",
+                    "required": ["symbol", "from", "to", "first_id", "last_id", "expected", "stored", "missing",
+                                 "complete", "percent", "holes", "holes_truncated", "ledger"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "symbol": {"type": "string"},
+                        "from": {"type": ["integer", "null"], "description": "As asked, epoch seconds"},
+                        "to": {"type": ["integer", "null"], "description": "As asked, epoch seconds"},
+                        "first_id": {"type": "integer", "description": "Lowest id a stored row covers (0: no trades)"},
+                        "last_id": {"type": "integer", "description": "Highest stored id (0: no trades)"},
+                        "expected": {"type": "integer", "minimum": 0, "description": "last_id - first_id + 1"},
+                        "stored": {"type": "integer", "minimum": 0, "description": "expected - missing"},
+                        "missing": {"type": "integer", "minimum": 0, "description": "Ids in holes"},
+                        "complete": {"type": "boolean", "description": "missing == 0"},
+                        "percent": {"type": "number", "minimum": 0, "maximum": 100},
+                        "holes": {"type": "array", "maxItems": MAX_HOLES, "items": {"$ref": "#/components/schemas/Hole"}},
+                        "holes_truncated": {"type": "boolean"},
+                        "ledger": {
+                            "type": "object",
+                            "required": ["open", "unrecoverable", "unrecoverable_missing"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "open": {"type": "integer", "minimum": 0},
+                                "unrecoverable": {"type": "integer", "minimum": 0},
+                                "unrecoverable_missing": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                    },
+                },
+                "Hole": {
+                    "type": "object",
+                    "required": ["first_id", "last_id", "missing", "after_time", "before_time", "state", "attempts"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "first_id": {"type": "integer"},
+                        "last_id": {"type": "integer"},
+                        "missing": {"type": "integer", "minimum": 1},
+                        "after_time": {"type": "number", "description": "Time of the stored row before it, epoch seconds"},
+                        "before_time": {"type": "number", "description": "Time of the stored row after it, epoch seconds"},
+                        "state": {"type": "string", "enum": ["found", "open", "closed", "unrecoverable"]},
+                        "attempts": {"type": "integer", "minimum": 0},
                     },
                 },
                 "Error": {

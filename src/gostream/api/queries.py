@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gostream.common.schema import CANDLES_1M_VIEW, TRADES_TABLE
+from gostream.common.schema import CANDLES_1M_VIEW, HOLES_TABLE, TRADES_TABLE
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,59 @@ BUCKET_FROM_VIEW = f"""
 SELECT first(open) AS open, max(high) AS high, min(low) AS low, last(close) AS close,
        sum(volume) AS volume, sum(trades) AS n
 FROM {CANDLES_1M_VIEW} WHERE symbol = %(symbol)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
+""".strip()
+
+# -- /completeness ----------------------------------------------------------------
+# A symbol's stored rows in [lo, hi) with the row before each (lag), in an order given by
+# {order}: `timestamp` (the table's own order: QuestDB streams the window, no sort) or
+# `trade_id` (the definition: QuestDB materialises and sorts the rows, ~4x the cost).
+# A row covers ids trade_id - fills + 1 .. trade_id; the ids between the row before and
+# the row's first id are a hole (none when they touch or overlap).
+_NEIGHBOURS = f"""
+SELECT trade_id, fills, timestamp, lag(trade_id) OVER (ORDER BY {{order}}) AS prev_id{{times}}
+FROM {TRADES_TABLE} WHERE symbol = %(symbol)s AND timestamp >= %(lo)s AND timestamp < %(hi)s
+"""
+
+# One pass: rows, the id range they cover, ids missing inside it, holes, and rows whose id is
+# not above the previous row's (`unordered`: 0 means the time order is the id order, so
+# the time-ordered pass is exact; otherwise the id-ordered one is run instead).
+_COMPLETENESS = """
+SELECT count() AS n, min(trade_id - fills + 1) AS first_id, max(trade_id) AS last_id,
+       sum(CASE WHEN trade_id - fills > prev_id THEN trade_id - fills - prev_id ELSE 0 END) AS missing,
+       sum(CASE WHEN trade_id - fills > prev_id THEN 1 ELSE 0 END) AS holes,
+       sum(CASE WHEN trade_id <= prev_id THEN 1 ELSE 0 END) AS unordered
+FROM ({neighbours})
+"""
+
+# The first holes by id (first id, last id, times of the stored rows before and after, µs).
+_HOLES = """
+SELECT prev_id + 1 AS first_id, trade_id - fills AS last_id, cast(prev_t AS long) AS after_us,
+       cast(timestamp AS long) AS before_us
+FROM ({neighbours}) WHERE trade_id - fills > prev_id ORDER BY first_id LIMIT %(limit)s
+"""
+
+COMPLETENESS: dict[str, str] = {
+    order: _COMPLETENESS.format(neighbours=_NEIGHBOURS.format(order=order, times="").strip()).strip()
+    for order in ("timestamp", "trade_id")
+}
+HOLES: dict[str, str] = {
+    order: _HOLES.format(neighbours=_NEIGHBOURS.format(
+        order=order, times=f", lag(timestamp) OVER (ORDER BY {order}) AS prev_t").strip()).strip()
+    for order in ("timestamp", "trade_id")
+}
+
+# The hole ledger (written by the producer's audit; DEDUP keeps the latest row per hole):
+# rows of a symbol overlapping an id range, per state, and the rows themselves (newest
+# first) for matching holes to their state.
+LEDGER_COUNTS = f"""
+SELECT state, count() AS n, sum(missing) AS missing FROM {HOLES_TABLE}
+WHERE symbol = %(symbol)s AND first_id <= %(last)s AND last_id >= %(first)s
+""".strip()
+
+LEDGER_ROWS = f"""
+SELECT first_id, last_id, state, attempts FROM {HOLES_TABLE}
+WHERE symbol = %(symbol)s AND first_id <= %(last)s AND last_id >= %(first)s
+ORDER BY found_at DESC LIMIT %(limit)s
 """.strip()
 
 # Readiness: QuestDB answers and the schema the api reads is there.
