@@ -353,6 +353,89 @@
     };
   }
 
+  // -- completeness of the visible range --------------------------------------
+  // /api/completeness for the bars in view: on every change of the visible range (debounced,
+  // at most one request at a time) and every 30 s, so a hole that heals turns the badge green.
+  const STEP_S = { "1s": 1, "5s": 5, "15s": 15, "1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400, "1d": 86400 };
+  const COMPLETENESS_DEBOUNCE_MS = 400;
+  const COMPLETENESS_MAX_WAIT_MS = 3000; // a range that keeps moving (live 1s bars) is still asked about
+  const COMPLETENESS_REFRESH_MS = 30000;
+  const comp = { timer: null, pendingSince: null, busy: false, again: false, body: null };
+  const count = (n) => Number(n).toLocaleString("en-US");
+  const utc = (s) => new Date(s * 1000).toISOString().slice(0, 19).replace("T", " ");
+
+  function visibleRange() {
+    const r = chart.timeScale().getVisibleRange();
+    if (!r || !state.bars.length) return null;
+    // From the first visible bar's start to the end of the last one, [from, to).
+    return { from: Math.floor(r.from), to: Math.floor(r.to) + STEP_S[state.interval] };
+  }
+
+  function scheduleCompleteness(now) {
+    clearTimeout(comp.timer);
+    const t = Date.now();
+    if (comp.pendingSince == null) comp.pendingSince = t;
+    const wait = now ? 0 : Math.max(0, Math.min(COMPLETENESS_DEBOUNCE_MS, comp.pendingSince + COMPLETENESS_MAX_WAIT_MS - t));
+    comp.timer = setTimeout(() => { comp.pendingSince = null; refreshCompleteness(); }, wait);
+  }
+
+  async function refreshCompleteness() {
+    if (comp.busy) { comp.again = true; return; }
+    const range = visibleRange();
+    if (!range) { renderCompleteness(null); return; }
+    const gen = state.generation;
+    comp.busy = true;
+    try {
+      const body = await getJSON(`/completeness?${q()}&from=${range.from}&to=${range.to}`);
+      if (gen === state.generation && body.symbol === state.symbol) renderCompleteness(body);
+    } catch (err) {
+      if (gen === state.generation) renderCompleteness(null, err.message);
+    } finally {
+      comp.busy = false;
+      if (comp.again) { comp.again = false; scheduleCompleteness(true); }
+    }
+  }
+
+  function renderCompleteness(c, problem) {
+    comp.body = c;
+    const el = $("completeness");
+    if (!c) {
+      el.dataset.state = "unknown";
+      el.textContent = "—";
+      el.title = problem ? `Completeness unknown: ${problem}` : "Completeness: no bars in view";
+      return;
+    }
+    const holes = `${c.holes.length}${c.holes_truncated ? "+" : ""}`;
+    let lost = c.holes.reduce((n, h) => n + (h.state === "unrecoverable" ? h.missing : 0), 0);
+    if (c.holes_truncated) lost = Math.max(lost, Math.min(c.ledger.unrecoverable_missing, c.missing));
+    const healing = c.ledger.open > 0 || c.holes.some((h) => h.state === "open");
+    let kind, text;
+    if (c.expected === 0) { kind = "unknown"; text = "no trades"; }
+    else if (c.complete) { kind = "complete"; text = "100 %"; }
+    else if (lost > 0) { kind = "lost"; text = `${count(lost)} lost`; }
+    else if (healing) { kind = "healing"; text = `${count(c.missing)} missing, healing`; }
+    else { kind = "missing"; text = `${count(c.missing)} missing`; }
+    el.dataset.state = kind;
+    el.textContent = text;
+    const lines = [
+      `Trades in view, ${utc(c.from)} to ${utc(c.to)} UTC`,
+      c.expected === 0 ? "no trades stored in this range"
+        : `${count(c.stored)} of ${count(c.expected)} trade ids stored (${c.percent} %), ids ${c.first_id} to ${c.last_id}`,
+    ];
+    if (c.missing) {
+      lines.push(`${count(c.missing)} missing in ${holes} hole${holes === "1" ? "" : "s"}` + (lost ? `, ${count(lost)} unrecoverable` : ""));
+      for (const h of c.holes.slice(0, 5)) {
+        lines.push(`  ${h.first_id}..${h.last_id} (${count(h.missing)}): ${h.state}${h.attempts ? `, ${h.attempts} attempts` : ""}`);
+      }
+    }
+    lines.push(`Ledger: ${count(c.ledger.open)} open, ${count(c.ledger.unrecoverable)} unrecoverable` +
+               (c.ledger.unrecoverable_missing ? ` (${count(c.ledger.unrecoverable_missing)} ids)` : ""));
+    el.title = lines.join("\n");
+  }
+
+  chart.timeScale().subscribeVisibleTimeRangeChange(() => scheduleCompleteness(false));
+  setInterval(() => { if (!document.hidden) scheduleCompleteness(true); }, COMPLETENESS_REFRESH_MS);
+
   // -- controls -------------------------------------------------------------
   function remember() {
     const url = new URL(location.href);
@@ -395,6 +478,7 @@
     get pulse() { return state.pulse; },
     get loading() { return $("chart").dataset.loading === "true"; },
     get lastPrice() { return state.lastPrice; },
+    get completeness() { return comp.body; },
     chart,
   };
 
