@@ -434,7 +434,15 @@
   }
 
   chart.timeScale().subscribeVisibleTimeRangeChange(() => scheduleCompleteness(false));
-  setInterval(() => { if (!document.hidden) scheduleCompleteness(true); }, COMPLETENESS_REFRESH_MS);
+  // Every 30 s while it can change: holes are being healed, or the range reaches the newest
+  // bar (new trades land there). A complete range of the past stays complete: not asked again.
+  setInterval(() => {
+    if (document.hidden) return;
+    const c = comp.body;
+    const newest = state.bars[state.bars.length - 1];
+    if (c && c.complete && newest && c.to <= newest.time) return;
+    scheduleCompleteness(true);
+  }, COMPLETENESS_REFRESH_MS);
 
   // -- controls -------------------------------------------------------------
   function remember() {
