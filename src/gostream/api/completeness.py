@@ -25,7 +25,6 @@ from gostream.api.validation import MAX_EPOCH_S
 US = 1_000_000
 MAX_HOLES = 100  # holes listed, oldest first
 LEDGER_ROWS = 1000  # ledger rows read to match listed holes to their state
-LEDGER_STATES = ("open", "closed", "unrecoverable")
 
 
 def percent(stored: int, expected: int) -> float:
