@@ -89,13 +89,30 @@ def test_grafana_dashboard_panels_query_prometheus():
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     titles = " ".join(p["title"].lower() for p in panels)
-    for topic in ("trades per second", "latency", "lag", "dead letters", "api", "staleness"):
+    for topic in ("trades per second", "latency", "lag", "dead letters", "api", "staleness", "missing"):
         assert topic in titles, topic
     for panel in panels:
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "${datasource}"
             assert target["expr"].count("(") == target["expr"].count(")"), target["expr"]
+
+
+def test_grafana_dashboard_shows_missing_trade_ids_by_symbol():
+    """The completeness audit's gauge, one line per symbol, on a panel of its own."""
+    dashboard = json.loads((FILES / "grafana-dashboard.json").read_text())
+    panels = [p for p in dashboard["panels"] if any("gostream_trades_missing" in t["expr"] for t in p.get("targets", []))]
+    assert [p["title"] for p in panels] == ["Trade ids missing by symbol"]
+    (target,) = panels[0]["targets"]
+    assert target["expr"].startswith("max by (symbol) (gostream_trades_missing{") and target["legendFormat"] == "{{symbol}}"
+    # Panels do not overlap on Grafana's 24-column grid.
+    cells = set()
+    for panel in dashboard["panels"]:
+        pos = panel["gridPos"]
+        mine = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}
+        assert not cells & mine, panel["title"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        cells |= mine
 
 
 def test_strimzi_jmx_exporter_rules_are_the_shared_file(render):

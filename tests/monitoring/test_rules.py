@@ -16,6 +16,7 @@ REQUIRED = {
     "GoStreamDeadLettersGrowing",  # DLQ growing
     "GoStreamQuestDBWriteErrors",  # QuestDB write errors
     "GoStreamTargetDown",  # a target down
+    "GoStreamTradesMissing",  # trade ids missing from the store (the completeness audit)
 }
 
 
@@ -47,6 +48,15 @@ def test_the_promised_alerts_exist_with_severity_and_text():
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}, name
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+
+
+def test_trades_missing_alert_names_the_symbol_and_points_at_completeness():
+    (rule,) = [rule for rule in rules() if rule.get("alert") == "GoStreamTradesMissing"]
+    assert metric_names(rule["expr"]) == {"gostream_trades_missing"} and rule["for"] == "15m"
+    assert rule["labels"]["severity"] == "warning"
+    for text in rule["annotations"].values():
+        assert "{{ $labels.symbol }}" in text
+    assert "/completeness?symbol={{ $labels.symbol }}" in rule["annotations"]["description"]
 
 
 def test_every_alert_is_unit_tested_firing_and_quiet():
