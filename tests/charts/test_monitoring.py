@@ -103,7 +103,7 @@ def test_grafana_dashboard_shows_missing_trade_ids_by_symbol():
     dashboard = json.loads((FILES / "grafana-dashboard.json").read_text())
     panels = [p for p in dashboard["panels"] if any("gostream_trades_missing" in t["expr"] for t in p.get("targets", []))]
     assert [p["title"] for p in panels] == ["Trade ids missing by symbol"]
-    (target,) = panels[0]["targets"]
+    target = panels[0]["targets"][0]
     assert target["expr"].startswith("max by (symbol) (gostream_trades_missing{") and target["legendFormat"] == "{{symbol}}"
     # Panels do not overlap on Grafana's 24-column grid.
     cells = set()
