@@ -188,12 +188,14 @@ def test_service_environment(render):
     assert producer["KAFKA_TOPIC"] == consumer["KAFKA_TOPIC"] == "trades"
     assert producer["KAFKA_DLQ_TOPIC"] == consumer["KAFKA_DLQ_TOPIC"] == "trades.dlq"
     assert consumer["KAFKA_GROUP_ID"] == "gostream-consumer"
-    assert consumer["QUESTDB_HOST"] == api["QUESTDB_HOST"] == f"{RELEASE}-questdb"
-    assert consumer["QUESTDB_HTTP_PORT"] == "9000" and api["QUESTDB_PG_PORT"] == "8812"
+    assert consumer["QUESTDB_HOST"] == api["QUESTDB_HOST"] == producer["QUESTDB_HOST"] == f"{RELEASE}-questdb"
+    assert consumer["QUESTDB_HTTP_PORT"] == producer["QUESTDB_HTTP_PORT"] == "9000" and api["QUESTDB_PG_PORT"] == "8812"
     assert frontend["API_URL"] == f"http://{RELEASE}-api:3000"
-    # The consumer writes as the admin, the API reads as the read-only user.
-    assert consumer["QUESTDB_USER"] == "admin"
-    assert consumer["QUESTDB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": f"{RELEASE}-questdb", "key": "admin-password"}
+    # The consumer and the producer (its ledger) write as the admin, the API reads as the
+    # read-only user.
+    assert consumer["QUESTDB_USER"] == producer["QUESTDB_USER"] == "admin"
+    for writer in (consumer, producer):
+        assert writer["QUESTDB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": f"{RELEASE}-questdb", "key": "admin-password"}
     questdb_cm = chartlib.by_name(docs, "ConfigMap", f"{RELEASE}-questdb")["data"]
     assert api["QUESTDB_USER"] == questdb_cm["QDB_PG_READONLY_USER"] != "admin"
     assert api["QUESTDB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": f"{RELEASE}-questdb", "key": "readonly-password"}
@@ -251,7 +253,7 @@ def test_questdb_passwords_are_generated_never_defaulted(helm, render, repo_root
 def test_questdb_existing_secret(helm):
     docs = helm.template(sets=["questdb.auth.existingSecret=my-questdb"])
     assert not chartlib.kind_of(docs, "Secret")
-    for name in (f"{RELEASE}-consumer", f"{RELEASE}-api"):
+    for name in (f"{RELEASE}-producer", f"{RELEASE}-consumer", f"{RELEASE}-api"):
         env = chartlib.by_name(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["env"]
         assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env if "valueFrom" in e} == {"my-questdb"}
 
@@ -388,6 +390,7 @@ def test_network_policies_allow_the_pipeline_flows(render, variant):
         (p["producer"], OKX, 8443),
         (p["consumer"], KAFKA_BROKER, 9092),
         (p["consumer"], p["questdb"], 9000),
+        (p["producer"], p["questdb"], 9000),
         (p["api"], p["questdb"], 8812),
         (p["frontend"], p["api"], 3000),
         (p["test"], p["api"], 3000),
@@ -407,7 +410,6 @@ def test_network_policies_allow_the_pipeline_flows(render, variant):
     for name in ("producer", "consumer", "api", "frontend", "questdb", "test"):
         assert flow_allowed(policies, p[name], Endpoint.pod({"k8s-app": "kube-dns"}, "kube-system"), 53, "UDP"), name
     denied = [
-        (p["producer"], p["questdb"], 9000),
         (p["producer"], p["questdb"], 8812),
         (p["api"], KAFKA_BROKER, 9092),
         (p["api"], p["questdb"], 9000),
