@@ -170,6 +170,7 @@ def test_a_trade_flows_through_the_four_containers(built_images, kafka, questdb,
     names["frontend"] = containers.run("frontend", built_images["frontend"], {"API_URL": api_url, "PORT": str(PORTS["frontend"])})
     names["producer"] = containers.run("producer", built_images["producer"], {
         **kafka_env,
+        **questdb_env,  # resume and the completeness ledger
         "OKX_WS_URL": exchange.ws_url(),
         "OKX_REST_URL": exchange.rest_url,
         "SYMBOLS": symbol,
