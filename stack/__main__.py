@@ -22,23 +22,31 @@ PORTS = c.Ports().shifted(int(os.environ.get("GOSTREAM_PORT_OFFSET") or 0))
 TOPIC_PARTITIONS = 3
 
 
+def data_dir(exchange: str) -> Path:
+    """Where Kafka, QuestDB and Prometheus keep their data. The simulated exchange gets its
+    own, so trying it leaves no simulated trade in the store a real run uses (its ids,
+    far above OKX's, would also read as a feed gone backwards)."""
+    return STATE_DIR / ("data-sim" if exchange == "sim" else "data")
+
+
 def specs(ports: c.Ports) -> tuple[list[c.Spec], dict]:
     env = {k: v for k, v in os.environ.items() if v}  # make exports unset variables as ""
     overrides = {}
     wanted = []
+    data = data_dir(env.get("EXCHANGE", "okx"))
     if env.get("EXCHANGE", "okx") == "sim":
         wanted.append(c.exchange(ports, rate=float(env.get("SIM_RATE", "20"))))
         overrides["OKX_WS_URL"] = f"ws://127.0.0.1:{ports.exchange}/ws/v5/business"
         overrides["OKX_REST_URL"] = f"http://127.0.0.1:{ports.exchange}"
     service_env = c.service_env(ports, **overrides)
     wanted += [
-        c.kafka(STATE_DIR / "data", ports),
-        c.questdb(STATE_DIR / "data", ports),
+        c.kafka(data, ports),
+        c.questdb(data, ports),
         c.consumer(ports, service_env),
         c.producer(ports, service_env),
         c.api(ports, service_env),
         c.frontend(ports, service_env),
-        c.prometheus(STATE_DIR / "data", ports),
+        c.prometheus(data, ports),
     ]
     topics = {service_env["KAFKA_TOPIC"]: TOPIC_PARTITIONS, service_env["KAFKA_DLQ_TOPIC"]: 1}
     return wanted, {"kafka": lambda: c.ensure_topics(ports.kafka, topics)}
@@ -75,6 +83,7 @@ def cmd_up(args) -> int:
     c.ensure_jars()
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     STATE_FILE.unlink(missing_ok=True)
+    (STATE_DIR / "exchange").write_text(os.environ.get("EXCHANGE") or "okx")
     (STATE_DIR / "logs").mkdir(exist_ok=True)
     with open(STATE_DIR / "logs" / "supervisor.log", "ab") as log:
         supervisor = subprocess.Popen(
@@ -125,7 +134,8 @@ def cmd_down(_args) -> int:
     os.kill(state["supervisor_pid"], signal.SIGTERM)
     for _ in range(120):
         if not supervisor_running(read_state()):
-            print(f"the stack is stopped (data kept in {STATE_DIR / 'data'})")
+            kept = data_dir((STATE_DIR / "exchange").read_text().strip() if (STATE_DIR / "exchange").exists() else "okx")
+            print(f"the stack is stopped (data kept in {kept})")
             return 0
         time.sleep(0.5)
     print("the supervisor did not stop in 60 s", file=sys.stderr)

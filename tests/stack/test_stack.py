@@ -65,6 +65,9 @@ def test_up_status_restart_down_and_up_again(stack_env):
     assert pids == [None] * len(pids)
     assert not c.port_open(PORTS.kafka) and not c.port_open(PORTS.questdb_http)
     assert stack(env, "status").returncode == 3
+    # The simulated exchange's trades live apart from a real run's store.
+    assert f"data kept in {state_dir / 'data-sim'}" in down.stdout
+    assert (state_dir / "data-sim" / "questdb").is_dir() and not (state_dir / "data").exists()
 
     # Data survives a restart of the whole stack.
     kept = before
