@@ -23,6 +23,7 @@ def main() -> int:
     logging.getLogger("kafka").setLevel(logging.WARNING)
 
     d = args.duration
+    # Every fault of both short runs (tests/chaos/test_chaos.py), spread over one long run.
     plan = Plan(
         duration_s=d,
         rate=args.rate,
@@ -31,6 +32,15 @@ def main() -> int:
         producer_kill_at=d * 0.3,
         questdb_stop_at=d * 0.45,
         questdb_down_s=args.questdb_down,
+        partitions=1,
+        quiet_every_s=3.0,
+        rest_down_at=d * 0.05,
+        rest_down_s=min(60.0, d * 0.1),
+        producer_term_at=d * 0.08,
+        producer_kills_at=(d * 0.52,),
+        rest_429_from=d * 0.65,
+        rest_lag_from=d * 0.7,
+        topic_emptied_at=d * 0.9,
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gostream-chaos-"))
     print(f"chaos: {d:.0f} s at {args.rate:.0f} trades/s; data and logs in {workdir}", flush=True)
