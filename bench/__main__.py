@@ -21,7 +21,7 @@ import traceback
 from bench import report
 from bench.common import RESULTS, Stack, machine
 
-ALL = ("p1", "p2", "p3", "p4", "p5", "p6")
+ALL = ("p1", "p2", "p3", "p4", "p5", "p6", "p9")
 
 
 def images() -> dict:
@@ -48,6 +48,7 @@ def main() -> int:
     parser.add_argument("--per-push", type=int, default=1,
                         help="P2: trades per WebSocket push (1: OKX trades-all, one trade per push)")
     parser.add_argument("--p4-rows", type=int, default=10_000_000, help="P4: trades in the table")
+    parser.add_argument("--p9-rows", type=int, default=10_000_000, help="P9: trades the audit passes over")
     parser.add_argument("--only", default=",".join(ALL), help="comma list of " + ",".join(ALL))
     args = parser.parse_args()
     only = {x.strip().lower() for x in args.only.split(",") if x.strip()}
@@ -89,6 +90,10 @@ def main() -> int:
             from bench import browser
 
             attempt("p5", lambda: browser.run(stack))
+        if "p9" in only:
+            from bench import audit
+
+            attempt("p9", lambda: audit.run(stack, args.p9_rows))
     if "p6" in only:
         results["benchmarks"]["images_mb"] = images()
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -90,6 +90,20 @@ def _rows(r: dict) -> list[tuple[str, str, str, str, str]]:
                      + "; peak PSS under load " + ", ".join(f"{k} {v['pss']} MB" for k, v in load.items())
                      + " (a gunicorn service: master + workers; PSS counts their shared pages once)",
                      "<= 80 MB idle per service", _met(all(v["pss"] <= 80 for v in idle.values()))))
+    p9 = b.get("p9")
+    if p9:
+        if "first_pass" in p9:
+            first, steady = p9["first_pass"], p9["steady"]
+            rows.append(("P9 audit", f"make bench ONLY=p9 P9_ROWS={p9['n']}",
+                         f"one full pass over {p9['rows']:,} stored trades: {first['seconds']} s (CPU: QuestDB "
+                         f"{first['questdb_cpu_s']} s, auditor {first['auditor_cpu_s']} s), {first['holes_found']} of "
+                         f"{first['holes_written']} holes found; steady state ({steady['new_trades_per_pass']:,} new "
+                         f"trades a pass): {steady['mean_seconds']} s a pass (CPU: QuestDB {steady['mean_questdb_cpu_s']} s, "
+                         f"auditor {steady['mean_auditor_cpu_s']} s) = {steady['cpu_pct_of_one_core_at_interval']} % "
+                         f"of one core at one pass every {steady['interval_s']:.0f} s",
+                         "measured (no target)", "n/a"))
+        else:
+            rows.append(("P9 audit", "make bench ONLY=p9", f"error: {p9.get('error', '')[:200]}", "", "n/a"))
     imgs = b.get("images_mb")
     if imgs:
         if "error" in imgs:

@@ -8,18 +8,20 @@
 #   make bench RATES=2000,5000 DURATION=30   P2 steps (trades/s) and seconds per step
 #   make bench ONLY=p2 PER_PUSH=10  P2 with 10 trades per WebSocket push (OKX trades-all: 1)
 #   make bench P4_ROWS=1000000      a smaller P4 table
+#   make bench ONLY=p9 P9_ROWS=1000000   the completeness audit over a smaller store
 
 N ?= 2000000
-ONLY ?= p1,p2,p3,p4,p5,p6
+ONLY ?= p1,p2,p3,p4,p5,p6,p9
 RATES ?= 2000,5000,10000,20000,50000
 DURATION ?= 60
 PER_PUSH ?= 1
 P4_ROWS ?= 10000000
+P9_ROWS ?= 10000000
 
 .PHONY: bench bench-deps
 
 bench-deps: ## install wrk (P4's load generator) with apt-get, once
 	$(call apt-ensure,wrk,--no-install-recommends)
 
-bench: deps venv jars frontend-assets bench-deps ## run the benchmarks (N=, ONLY=, RATES=, DURATION=, PER_PUSH=, P4_ROWS=)
-	$(PY) -m bench --n $(N) --only $(ONLY) --rates $(RATES) --duration $(DURATION) --per-push $(PER_PUSH) --p4-rows $(P4_ROWS)
+bench: deps venv jars frontend-assets bench-deps ## run the benchmarks (N=, ONLY=, RATES=, DURATION=, PER_PUSH=, P4_ROWS=, P9_ROWS=)
+	$(PY) -m bench --n $(N) --only $(ONLY) --rates $(RATES) --duration $(DURATION) --per-push $(PER_PUSH) --p4-rows $(P4_ROWS) --p9-rows $(P9_ROWS)
