@@ -20,6 +20,7 @@ from gostream.api.db import Database, Unavailable, make_engine
 from gostream.api.openapi import document
 from gostream.api.settings import ApiSettings
 from gostream.api.stream import CATCH_UP, Hub, sse
+from gostream.common.forwarded import trust_forwarded
 from gostream.common.health import mount_health
 from gostream.common.settings import load
 
@@ -259,4 +260,5 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
 
     serve_cached_candles(app, services)
     mount_health(app, services.db.ping)
+    app.wsgi_app = trust_forwarded(app.wsgi_app, settings.trusted_proxy_hops, settings.trusted_proxies)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gostream.common.forwarded import parse_networks
 from gostream.common.settings import QuestDBSettings, SettingsError, require_positive
 from gostream.common.trade import SYMBOL_PATTERN
 
@@ -27,11 +28,22 @@ class ApiSettings(QuestDBSettings):
     candles_cache_mb: int = 16
     default_symbol: str = "BTC-USDT"
     log_level: str = "INFO"
+    # X-Forwarded-For/-Proto/-Host: how many proxies in front of the api append to them (the
+    # frontend's /api proxy or an ingress controller: 1; 0 trusts none), and the peers whose
+    # headers are believed at all (CIDRs); anyone else's are ignored.
+    trusted_proxy_hops: int = 1
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
     def check(self) -> None:
         require_positive(self, "questdb_pool_size", "questdb_connect_timeout_s", "stream_poll_ms", "stream_keepalive_s",
                          "candles_cache_entries", "candles_cache_mb")
         if not 0 <= self.candles_cache_ms <= 60_000:
             raise SettingsError(f"CANDLES_CACHE_MS must be 0 (off) .. 60000, got {self.candles_cache_ms!r}")
+        if not 0 <= self.trusted_proxy_hops <= 10:
+            raise SettingsError(f"TRUSTED_PROXY_HOPS must be 0 (trust none) .. 10, got {self.trusted_proxy_hops!r}")
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise SettingsError(f"TRUSTED_PROXIES: {exc}") from None
         if not SYMBOL_PATTERN.match(self.default_symbol):
             raise SettingsError(f"DEFAULT_SYMBOL={self.default_symbol!r}: not an instrument id like BTC-USDT")
