@@ -7,12 +7,12 @@ import logging
 import time
 from pathlib import Path
 
-from flask import Flask, Response, g, request, send_from_directory
+from flask import Flask, Response, abort, g, request, send_from_directory
 
 from gostream.common.health import mount_health
 from gostream.common.settings import load
 from gostream.frontend import metrics
-from gostream.frontend.proxy import Upstream
+from gostream.frontend.proxy import Upstream, private
 from gostream.frontend.settings import FrontendSettings
 
 log = logging.getLogger("gostream.frontend")
@@ -38,6 +38,9 @@ def _route() -> str:
 def create_app(settings: FrontendSettings | None = None) -> Flask:
     settings = settings or load(FrontendSettings)
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
+    # No redirect of /api//x to /api/x (decoded: %2F counts as a slash): the target goes to
+    # the api as it came.
+    app.url_map.merge_slashes = False
     upstream = Upstream(settings.api_url, settings.api_timeout_s)
 
     @app.get("/")
@@ -49,7 +52,9 @@ def create_app(settings: FrontendSettings | None = None) -> Flask:
     @app.route("/api/", defaults={"path": ""}, methods=["GET", "HEAD"])
     @app.route("/api/<path:path>", methods=["GET", "HEAD"])
     def api(path: str) -> Response:
-        return upstream.forward(path)
+        if private(path):  # the api's /metrics, /readyz, /healthz: the cluster's, not the public's
+            abort(404)
+        return upstream.forward()
 
     @app.errorhandler(404)
     def not_found(_exc) -> Response:
