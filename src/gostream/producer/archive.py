@@ -204,6 +204,8 @@ def download(url: str, directory: str, timeout_s: float, progress: bool) -> str:
 
 def members(path: str) -> list[tuple[str, int]]:
     """(CSV name, uncompressed size) of a zip's CSVs, or [("", size)] for a plain CSV file."""
+    if not os.path.isfile(path):
+        raise FileError("no such file" if not os.path.exists(path) else "not a file")
     try:
         if not zipfile.is_zipfile(path):
             if path.lower().endswith(".zip"):
@@ -451,6 +453,7 @@ class Importer:
             if len(line) >= MAX_LINE and not line.endswith("\n"):
                 while (rest := text.readline(MAX_LINE)) and not rest.endswith("\n"):
                     pass
+                summary.rows += 1
                 self._reject(label, line_no, RecordError("too-long", f"over {MAX_LINE} characters"), logged)
                 continue
             if columns is None:  # the header, or no header and the first trade
