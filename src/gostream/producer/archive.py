@@ -260,7 +260,8 @@ class Summary:
         return {
             "dry_run": dry_run, "topic": topic, "files": self.files, "failed": self.failed,
             "skipped_files": self.skipped_files, "rows": self.rows, "trades_sent": self.trades,
-            "trades_acked": self.acked, "skipped_rows": self.skipped_rows, "rejected": dict(sorted(self.rejected.items())),
+            "trades_acked": self.acked, "skipped_rows": self.skipped_rows,
+            "rejected": dict(sorted(self.rejected.items())),
             "symbols": {s: vars(st) for s, st in sorted(self.symbols.items())},
             "seconds": round(self.seconds, 3), "error": self.error or None,
         }
@@ -502,7 +503,8 @@ class Importer:
         self.summary.rejected[exc.reason] += 1
         logged[exc.reason] += 1
         if logged[exc.reason] <= LOGGED_PER_REASON:
-            more = " (further rows with this reason are counted, not logged)" if logged[exc.reason] == LOGGED_PER_REASON else ""
+            last = logged[exc.reason] == LOGGED_PER_REASON
+            more = " (further rows with this reason are counted, not logged)" if last else ""
             log.warning("row rejected" + more, extra={"file": label, "line": line_no, "reason": exc.reason,
                                                       "detail": exc.detail})
 
