@@ -316,8 +316,9 @@ def test_kafka_failures_are_clear_errors(tmp_path, kafka):
     assert f"ERROR: Kafka topic '{absent}' not found at 127.0.0.1:{TEST_PORTS.kafka}" in missing.stdout
 
 
-def test_a_big_file_is_streamed_not_loaded(tmp_path, capsys):
-    """An archive far bigger than what the import may hold in memory."""
+def test_a_big_file_is_streamed_not_loaded(tmp_path, capsys, topic, services):
+    """An archive far bigger than what the import may hold in memory, read in a dry run under
+    tracemalloc, then imported through Kafka and the consumer."""
     symbol = unique("AB") + "-USDT"
     n = 100_000
     body = io.StringIO()
@@ -340,6 +341,18 @@ def test_a_big_file_is_streamed_not_loaded(tmp_path, capsys):
     assert summary["trades_sent"] == n and summary["symbols"][symbol]["last_id"] == n
     print(f"{len(text) / 1e6:.1f} MB of CSV, peak {peak / 1e6:.2f} MB traced")
     assert peak < len(text) / 4
+
+    services.start("consumer", topic)
+    result = run(str(path), "--json", topic=topic)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["trades_acked"] == n
+    wait_for(lambda: count([symbol]) == n, timeout_s=120, message=f"{n} trades stored")
+    assert sql(f"select min(trade_id) lo, max(trade_id) hi, sum(fills) f from trades where symbol = '{symbol}'") == [
+        {"lo": 1, "hi": n, "f": n}]
+    with capsys.disabled():
+        print(f"\nthroughput: {n / summary['seconds']:,.0f} trades/s importing {n:,} trades into Kafka "
+              f"(acks awaited, consumer running)")
 
 
 # -- the row parser: total ---------------------------------------------------------------
