@@ -20,6 +20,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--rate", type=float, default=20.0, help="trades per second per symbol")
     parser.add_argument("--symbols", default="BTC-USDT,ETH-USDT")
+    parser.add_argument("--past", type=float, default=600.0,
+                        help="seconds of trades already printed at start, served over REST history-trades only "
+                             "(what the producer's HISTORY_WINDOW fetches); 0: none")
     parser.add_argument("--control", action="store_true",
                         help="serve /sim/status, /sim/firehose (benchmarks) and the faults: /sim/rest, /sim/hide, "
                              "/sim/forget, /sim/clear, /sim/items (see OkxExchange)")
@@ -34,6 +37,17 @@ def main() -> None:
     last_px = {s: prices.get(s, 100.0) for s in symbols}
     tick = 0.1
     with OkxExchange(host="127.0.0.1", port=args.port, control=args.control) as exchange:
+        if args.past > 0 and args.rate > 0:
+            # A past at the same rate, ending now, printed before anyone could listen.
+            n = int(args.past * args.rate)
+            now_ms = int(time.time() * 1000)
+            for symbol in symbols:
+                trades = generate(symbol, n, first_id=next_id[symbol], start_ms=now_ms - int(args.past * 1000),
+                                  start_price=last_px[symbol], step_ms=max(1, int(3333 / args.rate)),  # ~1/rate s apart
+                                  seed=next_id[symbol])
+                next_id[symbol] += n
+                last_px[symbol] = float(trades[-1]["px"])
+                exchange.emit(trades)
         print(f"simulated OKX on ws://127.0.0.1:{exchange.port}/ws/v5/business, {args.rate}/s per symbol", flush=True)
         carry = 0.0
         while not stop.wait(tick):

@@ -13,6 +13,7 @@ from gostream.common.health import HealthServer
 from gostream.common.logs import setup_logging
 from gostream.common.settings import SettingsError, load
 from gostream.common.schema import SchemaError, ensure_schema
+from gostream.producer import history
 from gostream.producer.audit import Auditor, Policy, Store
 from gostream.producer.feed import Feed
 from gostream.producer.publisher import Publisher
@@ -83,6 +84,10 @@ async def run(settings: ProducerSettings) -> None:
         publisher = await _connect_publisher(settings, on_lost=feed.lost.add)
         await _resume(store, settings, feed)
         auditor.start()
+        try:
+            await asyncio.to_thread(history.start, store, feed.history, settings.symbols, settings.history_window_s)
+        except (OSError, SchemaError) as exc:
+            log.error("history not fetched: QuestDB did not answer", extra={"error": str(exc)[:300]})
         log.info("producer started", extra={"symbols": settings.symbols, "channel": settings.okx_channel})
         recovery = asyncio.create_task(feed.recover_lost(lambda: not publisher.problems()))
         try:

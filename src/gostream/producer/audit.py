@@ -206,6 +206,12 @@ class Store:
                                     f"WHERE symbol IN ({names})")
         return {row["symbol"]: row["last_id"] for row in rows if row["last_id"] is not None}
 
+    def oldest(self, symbol: str) -> tuple[int, int, int] | None:
+        """(trade id, exchange time µs, fills) of the oldest stored row of ``symbol``."""
+        rows = query(self.base_url, f"SELECT trade_id, timestamp, fills FROM {TRADES_TABLE} "
+                                    f"WHERE symbol = {_sql_text(_symbol(symbol))} LIMIT 1")
+        return (rows[0]["trade_id"], _us(rows[0]["timestamp"]), rows[0]["fills"]) if rows else None
+
     def newest(self, symbol: str) -> int | None:
         """Exchange time of the newest stored row of ``symbol`` (µs), None without rows."""
         rows = query(self.base_url, f"SELECT max(timestamp) AS newest FROM {TRADES_TABLE} "

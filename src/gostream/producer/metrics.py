@@ -48,6 +48,10 @@ TRADES_MISSING = Gauge(
 TRADES_UNRECOVERABLE = Gauge(
     "gostream_trades_unrecoverable", "Trade ids missing from the store that OKX no longer serves", ["symbol"]
 )
+HISTORY_REMAINING = Gauge(
+    "gostream_producer_history_remaining_seconds",
+    "Exchange time still to fetch of the HISTORY_WINDOW before the first stored trade (0: done)", ["symbol"],
+)
 AUDIT_PASSES = Counter("gostream_producer_audit_passes_total", "Completed completeness audit passes")
 AUDIT_SECONDS = Gauge("gostream_producer_audit_last_pass_seconds", "Duration of the last completeness audit pass")
 

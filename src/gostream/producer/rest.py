@@ -43,7 +43,9 @@ class Priority(IntEnum):
 
 @dataclass(eq=False)
 class Fill:
-    """Fetch the trades of ``symbol`` with ids ``first_id..last_id`` (inclusive)."""
+    """Fetch the trades of ``symbol`` with ids ``first_id..last_id`` (inclusive), or, with
+    ``since_ms``, every trade below ``after`` (the newest ones when None) back to that
+    exchange time: the history before the first stored trade."""
 
     symbol: str
     first_id: int
@@ -51,8 +53,10 @@ class Fill:
     priority: Priority
     max_failures: int = 5  # consecutive failed pages before the job gives up
     on_done: Callable[[Fill], object] | None = None
+    since_ms: int | None = None
+    on_page: Callable[[Fill, int], object] | None = None  # (job, oldest exchange ms so far)
     # progress, read by on_done
-    after: int = 0
+    after: int | None = None
     found: int = 0
     pages: int = 0
     failures: int = 0
@@ -62,7 +66,12 @@ class Fill:
     _seen: set[int] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
-        self.after = self.after or self.last_id + 1
+        if self.after is None and self.since_ms is None:
+            self.after = self.last_id + 1
+
+    @classmethod
+    def history(cls, symbol: str, since_ms: int, below_id: int | None, **kwargs) -> Fill:
+        return cls(symbol, 1, (below_id or 2**63) - 1, Priority.HISTORY, since_ms=since_ms, after=below_id, **kwargs)
 
     @property
     def size(self) -> int:
@@ -70,7 +79,7 @@ class Fill:
 
     @property
     def complete(self) -> bool:
-        return self.found >= self.size
+        return self.since_ms is None and self.found >= self.size
 
 
 class RestUnavailable(Exception):
@@ -110,10 +119,10 @@ class HistoryFetcher:
         return job
 
     def pending(self, symbol: str, first_id: int, last_id: int) -> bool:
-        """Whether a queued job already covers any id of that range."""
+        """Whether a queued gap or hole fill already covers any id of that range."""
         with self._cond:
-            return any(job.symbol == symbol and job.first_id <= last_id and first_id <= job.last_id
-                       for _, _, job in self._jobs)
+            return any(job.symbol == symbol and job.since_ms is None and job.first_id <= last_id
+                       and first_id <= job.last_id for _, _, job in self._jobs)
 
     def queued(self) -> int:
         with self._cond:
@@ -200,31 +209,40 @@ class HistoryFetcher:
         for reason in page.rejected:
             metrics.FRAMES_REJECTED.labels(reason).inc()
             log.warning("history-trades item rejected", extra={"reason": reason, "symbol": job.symbol})
+        oldest_ms = None
         for trade in page.trades:
             if trade.symbol == job.symbol and job.first_id <= trade.trade_id <= job.last_id \
-                    and trade.trade_id not in job._seen:
+                    and trade.trade_id not in job._seen and (job.since_ms is None or trade.ts_ms >= job.since_ms):
                 job._seen.add(trade.trade_id)
                 job.found += 1
                 metrics.BACKFILLED.labels(trade.symbol).inc()
                 self.on_trade(trade)
+            oldest_ms = trade.ts_ms if oldest_ms is None else min(oldest_ms, trade.ts_ms)
+        if job.on_page is not None and oldest_ms is not None:
+            job.on_page(job, oldest_ms)
         if page.oldest_id is None:
             job.exhausted = True  # nothing at all below `after`
             return True
+        if job.since_ms is not None and oldest_ms is not None and oldest_ms < job.since_ms:
+            return True  # reached the start of the window
         if job.complete or page.oldest_id <= job.first_id:
             return True
-        if page.oldest_id >= job.after:
+        if job.after is not None and page.oldest_id >= job.after:
             job.error = f"history-trades did not page below {job.after}"
             return True
         job.after = page.oldest_id
         return False
 
-    def _get(self, symbol: str, after: int) -> bytes:
+    def _get(self, symbol: str, after: int | None) -> bytes:
         now = time.monotonic()
         wait = max(self._last_request + self.min_spacing_s, self._paused_until) - now
         if wait > 0:
             time.sleep(wait)
         self._last_request = time.monotonic()
-        query = urllib.parse.urlencode({"instId": symbol, "type": "1", "after": str(after), "limit": str(PAGE)})
+        params = {"instId": symbol, "type": "1", "limit": str(PAGE)}
+        if after is not None:  # without: the newest trades
+            params["after"] = str(after)
+        query = urllib.parse.urlencode(params)
         url = f"{self.rest_url}/api/v5/market/history-trades?{query}"
         try:
             with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
