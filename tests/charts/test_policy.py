@@ -467,3 +467,106 @@ def test_network_policies_can_be_turned_off(helm):
     docs = helm.template(sets=["networkPolicy.enabled=false"])
     assert not chartlib.kind_of(docs, "NetworkPolicy")
     assert "networkPolicyPeers" not in chartlib.by_name(docs, "Kafka", RELEASE)["spec"]["kafka"]["listeners"][0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Ingress and HTTPRoute
+
+INGRESS_NGINX = Endpoint.pod({"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"},
+                             namespace="ingress-nginx")
+GATEWAY_PROXY = Endpoint.pod({"app.kubernetes.io/name": "envoy"}, namespace="gateway-system")
+
+
+def test_ingress_and_route_are_off_by_default(render):
+    docs = render("defaults")
+    assert not chartlib.kind_of(docs, "Ingress") and not chartlib.kind_of(docs, "HTTPRoute")
+    policies = chartlib.kind_of(docs, "NetworkPolicy")
+    assert not flow_allowed(policies, INGRESS_NGINX, _pods(docs)["api"], 3000), "nothing is routed to the api"
+
+
+def test_ingress_routes_api_straight_to_the_api_and_the_rest_to_the_frontend(render):
+    docs = render("ingress")
+    api = chartlib.by_name(docs, "Ingress", f"{RELEASE}-api")
+    frontend = chartlib.by_name(docs, "Ingress", f"{RELEASE}-frontend")
+    for ing in (api, frontend):
+        assert ing["spec"]["ingressClassName"] == "nginx"
+        assert ing["spec"]["tls"] == [{"secretName": "gostream-terminal-tls", "hosts": ["terminal.example.com"]}]
+        assert [r["host"] for r in ing["spec"]["rules"]] == ["terminal.example.com"]
+        assert ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    (path,) = api["spec"]["rules"][0]["http"]["paths"]
+    assert path["backend"]["service"] == {"name": f"{RELEASE}-api", "port": {"number": 3000}}
+    assert path["pathType"] == "ImplementationSpecific"
+    ann = api["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/use-regex"] == "true"
+    # ingress-nginx's rewrite: the path regex's second group becomes the upstream path
+    import re
+
+    pattern, target = re.compile(path["path"]), ann["nginx.ingress.kubernetes.io/rewrite-target"]
+    for incoming, upstream in (("/api/candles", "/candles"), ("/api", "/"), ("/api/", "/"), ("/api/stream", "/stream")):
+        match = pattern.match(incoming)
+        assert match and match.expand(target.replace("$", "\\")) == upstream, incoming
+    assert not pattern.match("/apix"), "only the /api segment"
+    # Server-Sent Events: nothing buffered, an hour of silence allowed both ways
+    assert ann["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert int(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    assert int(ann["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
+    (path,) = frontend["spec"]["rules"][0]["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    assert path["backend"]["service"] == {"name": f"{RELEASE}-frontend", "port": {"number": 8080}}
+    assert not any(k.startswith("nginx.ingress.kubernetes.io/") for k in frontend["metadata"].get("annotations", {}))
+
+
+def test_ingress_without_hosts_or_tls(helm):
+    docs = helm.template(sets=["ingress.enabled=true", "ingress.className="])
+    for ing in chartlib.kind_of(docs, "Ingress"):
+        assert "ingressClassName" not in ing["spec"] and "tls" not in ing["spec"]
+        assert [set(r) for r in ing["spec"]["rules"]] == [{"http"}]
+
+
+def test_httproute_rewrites_api_to_the_api(render):
+    (route,) = chartlib.kind_of(render("ingress"), "HTTPRoute")
+    spec = route["spec"]
+    assert spec["parentRefs"] == [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}]
+    assert spec["hostnames"] == ["terminal.example.com"]
+    api, rest = spec["rules"]
+    assert api["matches"] == [{"path": {"type": "PathPrefix", "value": "/api"}}]
+    assert api["filters"] == [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
+    assert api["backendRefs"] == [{"name": f"{RELEASE}-api", "port": 3000}]
+    assert api["timeouts"] == {"request": "0s"}
+    assert rest["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    assert rest["backendRefs"] == [{"name": f"{RELEASE}-frontend", "port": 8080}]
+
+
+def test_httproute_only_where_the_gateway_api_is_served(helm):
+    sets = ["httpRoute.enabled=true", "httpRoute.parentRefs[0].name=public"]
+    assert not chartlib.kind_of(helm.template(sets=sets, api_versions=()), "HTTPRoute")
+    assert chartlib.kind_of(helm.template(sets=sets), "HTTPRoute")
+    result = helm.run("template", "x", str(chartlib.CHART), "--kube-version", chartlib.MIN_KUBE,
+                      "--api-versions", "gateway.networking.k8s.io/v1/HTTPRoute", "--set", "httpRoute.enabled=true", check=False)
+    assert result.returncode != 0 and "parentRefs" in result.stderr
+
+
+def test_the_api_trusts_the_configured_proxies(render, helm):
+    cm = chartlib.by_name(render("defaults"), "ConfigMap", f"{RELEASE}-api")["data"]
+    assert cm["TRUSTED_PROXY_HOPS"] == "1"
+    assert cm["TRUSTED_PROXIES"] == "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
+    assert chartlib.by_name(render("ingress"), "ConfigMap", f"{RELEASE}-api")["data"]["TRUSTED_PROXIES"] == "10.0.0.0/8"
+    docs = helm.template(sets=["api.trustedProxyHops=0"])
+    assert chartlib.by_name(docs, "ConfigMap", f"{RELEASE}-api")["data"]["TRUSTED_PROXY_HOPS"] == "0"
+
+
+def test_network_policies_admit_the_ingress_controller_to_the_api(render, helm):
+    docs = render("ingress")
+    policies = chartlib.kind_of(docs, "NetworkPolicy")
+    p = _pods(docs)
+    assert flow_allowed(policies, INGRESS_NGINX, p["api"], 3000)
+    assert flow_allowed(policies, GATEWAY_PROXY, p["api"], 3000)
+    assert flow_allowed(policies, INGRESS_NGINX, p["frontend"], 8080)
+    for src in (STRANGER, Endpoint.pod({"app.kubernetes.io/name": "ingress-nginx"}, namespace="elsewhere"), OUTSIDE):
+        assert not flow_allowed(policies, src, p["api"], 3000), src
+    assert not flow_allowed(policies, INGRESS_NGINX, p["api"], 8812)
+    # the default peer: ingress-nginx controllers in any namespace
+    docs = helm.template(sets=["ingress.enabled=true"])
+    policies, p = chartlib.kind_of(docs, "NetworkPolicy"), _pods(docs)
+    assert flow_allowed(policies, Endpoint.pod({"app.kubernetes.io/name": "ingress-nginx"}, namespace="anywhere"), p["api"], 3000)
+    assert not flow_allowed(policies, STRANGER, p["api"], 3000)

@@ -7,7 +7,8 @@ import pytest
 from tests.charts import chartlib
 from tests.charts.chartlib import KUBE_VERSIONS, VARIANTS
 
-CUSTOM_GROUPS = ("kafka.strimzi.io/", "monitoring.coreos.com/")
+CUSTOM_GROUPS = ("kafka.strimzi.io/", "monitoring.coreos.com/", "gateway.networking.k8s.io/")
+GATEWAY = "gateway.networking.k8s.io/"
 
 
 def test_every_ci_values_file_is_a_variant():
@@ -54,7 +55,10 @@ def test_custom_resources_match_crds(render, crd_schemas, variant):
     docs = render(variant)
     custom = [d for d in docs if d["apiVersion"].startswith(CUSTOM_GROUPS)]
     for doc in custom:
-        crd_schemas.validate(doc)
+        if doc["apiVersion"].startswith(GATEWAY):
+            chartlib.validate_httproute(doc, crd_schemas)
+        else:
+            crd_schemas.validate(doc)
     kinds = {d["kind"] for d in custom}
     strimzi = any(d["kind"] == "Kafka" for d in docs)
     if variant != "external-kafka":
@@ -62,6 +66,8 @@ def test_custom_resources_match_crds(render, crd_schemas, variant):
     if "monitoring" in variant:
         assert {"ServiceMonitor", "PrometheusRule"} <= kinds
         assert ("PodMonitor" in kinds) == strimzi
+    if variant == "ingress":
+        assert "HTTPRoute" in kinds
 
 
 def test_crd_check_catches_a_misspelt_field(render, crd_schemas):
@@ -70,6 +76,19 @@ def test_crd_check_catches_a_misspelt_field(render, crd_schemas):
     broken = {**kafka, "spec": {**kafka["spec"], "kafkaExporter": {"groupRegexp": ".*"}}}
     with pytest.raises(AssertionError, match="groupRegexp"):
         crd_schemas.validate(broken)
+
+
+def test_httproute_check_catches_mistakes(render, crd_schemas):
+    route = chartlib.kind_of(render("ingress"), "HTTPRoute")[0]
+    assert chartlib.validate_httproute(route, crd_schemas) in ("crd", "structure")
+    rules = route["spec"]["rules"]
+    misspelt = {**route, "spec": {**route["spec"], "parentRef": route["spec"]["parentRefs"]}}
+    bad_filter = {**route, "spec": {**route["spec"], "rules": [{**rules[0], "filters": [
+        {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefix", "replacePrefixMatch": "/"}}}]}]}}
+    bad_port = {**route, "spec": {**route["spec"], "rules": [{**rules[1], "backendRefs": [{"name": "x", "port": 0}]}]}}
+    for broken, expected in ((misspelt, "parentRef"), (bad_filter, "ReplacePrefix"), (bad_port, "backendRefs")):
+        with pytest.raises(AssertionError, match=expected):
+            chartlib.validate_httproute(broken, crd_schemas)
 
 
 def test_kubernetes_check_catches_a_misspelt_field(render):

@@ -24,6 +24,13 @@ BAD_VALUES = {
     "bad bootstrap string": (["kafka.strimzi.enabled=false", "kafka.externalBootstrapServers=kafka"], "externalBootstrapServers"),
     "not a QDB setting": (["questdb.extraConfig.HEAP=1g"], "extraConfig"),
     "bad storage size": (["questdb.persistence.size=lots"], "/questdb/persistence/size"),
+    "bad trusted proxy": (["api.trustedProxies={everyone}"], "/api/trustedProxies"),
+    "negative proxy hops": (["api.trustedProxyHops=-1"], "/api/trustedProxyHops"),
+    "bad ingress host": (["ingress.hosts={Terminal_Example}"], "/ingress/hosts"),
+    "tls without secret": (["ingress.tls[0].hosts={a.example.com}"], "secretName"),
+    "short stream timeout": (["ingress.streamTimeoutSeconds=5"], "/ingress/streamTimeoutSeconds"),
+    "route without gateway": (["httpRoute.enabled=true"], "parentRefs"),
+    "misspelt parentRef": (["httpRoute.parentRefs[0].gateway=public"], "gateway"),
 }
 
 
