@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Hashable
@@ -19,7 +20,8 @@ from gostream.api.cache import ResponseCache
 from gostream.api.db import Database, Unavailable, make_engine
 from gostream.api.openapi import document
 from gostream.api.settings import ApiSettings
-from gostream.api.stream import CATCH_UP, Hub, sse
+from gostream.api.stream import (CATCH_UP, RESUME_MAX, US, Hub, Ticket, encode_event, hello, id_line, parse_event_id, sse,
+                                 waiting_sse)
 from gostream.common.forwarded import trust_forwarded
 from gostream.common.health import mount_health
 from gostream.common.settings import load
@@ -35,7 +37,7 @@ class Services:
     def __init__(self, settings: ApiSettings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        self.hub = Hub(db, settings.stream_poll_ms, settings.stream_keepalive_s)
+        self.hub = Hub(db, settings.stream_poll_ms, settings.stream_keepalive_s, settings.stream_max)
         self.candles_cache: ResponseCache | None = None
         self.candles_cache_control = "no-store"
         if settings.candles_cache_ms > 0:
@@ -168,35 +170,77 @@ def completeness() -> Response:
 @bp.get("/stream")
 def stream() -> Response:
     args = request.args
-    validation.only(args, ("symbol", "interval", "since", "trades_since"))
+    validation.only(args, ("symbol", "interval", "since", "trades_since", "last_event_id"))
     svc = _svc()
     symbol = validation.symbol(args, svc.settings.default_symbol)
     interval = validation.interval(args)
     since = validation.integer(args, "since", None, 0, validation.MAX_EPOCH_S, " (epoch seconds)")
     trades_since = validation.integer(args, "trades_since", None, 0, validation.MAX_EPOCH_S * 1000, " (epoch ms)")
-    # Subscribe first, then read what the client starts with: a trade that lands after the
-    # subscription comes from the feed, one before it is in these. With `since` (the
-    # client's newest bar), every bucket from that one on, so a bar that closed between
-    # the client's /candles and now gets its final values; else the forming one. With
-    # `trades_since` (its newest trade), the trades from that time on, for the tape. This
-    # also answers 503 up front when QuestDB is down.
-    sub = svc.hub.subscribe(symbol, interval)
+    # The browser sends Last-Event-ID on its own reconnects; a page re-opening the stream
+    # itself passes the same as a parameter.
+    resume_text = request.headers.get("Last-Event-ID") or validation.text(args, "last_event_id")
+    resume = None
+    if resume_text:
+        resume = parse_event_id(resume_text)
+        if resume is None:
+            raise validation.BadRequest(f"last_event_id: {resume_text[:40]!r} is not an event id of this api")
+    hub = svc.hub
+    if not hub.admit():
+        metrics.STREAMS_REFUSED.inc()
+        # Spread the retries: a pod that was full should not be hit by all of them at once.
+        return error(503, "this api worker holds as many streams as it may (STREAM_MAX); retry later",
+                     **{"Retry-After": str(random.randint(2, 10))})
+    ticket = Ticket(hub)
     try:
-        sub.feed.prime()
-        limit = 1 if since is None else CATCH_UP
-        initial = [("candle", c) for c in json.loads(market.candles_json(svc.db, symbol, interval, since, None, limit))]
-        if trades_since is not None:
-            missed = market.trades_since(svc.db, symbol, trades_since, validation.MAX_TRADES)
-            if missed:
-                initial.append(("trades", missed))
+        # Subscribe first, then read what the client starts with up to the position the
+        # feed takes over from: nothing is missed or sent twice in between. This also
+        # answers 503 up front when QuestDB is down.
+        ticket.sub = hub.subscribe(symbol, interval)
+        if ticket.sub is None:
+            ready = hub.wait_for_trades(symbol)
+            if ready is None:
+                ticket.release()
+                return error(503, "too many symbols without trades are being watched; retry later",
+                             **{"Retry-After": "10"})
+            body = waiting_sse(ticket, hello(symbol, interval, hub), ready)
+        else:
+            body = sse(ticket, _stream_head(svc, ticket.sub, since, trades_since, resume))
     except BaseException:
-        sub.close()
+        ticket.release()
         raise
-    response = Response(sse(sub, initial), mimetype="text/event-stream")
-    response.call_on_close(sub.close)  # also when the stream never started
+    response = Response(body, mimetype="text/event-stream")
+    response.call_on_close(ticket.release)  # also when the stream never started
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # tell proxies not to buffer
     return response
+
+
+def _stream_head(svc: Services, sub, since: int | None, trades_since: int | None, resume) -> bytes:
+    """hello, the candles and trades a stream starts with, and the position it starts from.
+    Resuming (Last-Event-ID): the trades after that position and every bucket from the one
+    holding it on, or `reload` when that is more than a stream is sent (the client loads
+    /candles again). Else: the forming candle, or with `since` (the client's newest bar)
+    every bucket from that one on, so a bar that closed after the client's /candles gets its
+    final values; with `trades_since` (its newest trade), the trades from that time on."""
+    db, symbol, interval, start = svc.db, sub.feed.symbol, sub.interval, sub.start
+    parts = [hello(symbol, interval, svc.hub)]
+    rows: list[tuple] = []
+    candles_from, limit = since, 1 if since is None else CATCH_UP
+    if resume is not None:
+        resume = min(resume, start)
+        behind = start[0] // US // interval.seconds - resume[0] // US // interval.seconds
+        rows = market.trades_between(db, symbol, resume, start, RESUME_MAX + 1)
+        if behind >= CATCH_UP or len(rows) > RESUME_MAX:
+            parts.append(encode_event("reload", {"reason": "too far behind to resume"}))
+            return b"".join(parts) + id_line(start)
+        candles_from, limit = resume[0] // US, CATCH_UP
+    elif trades_since is not None:
+        rows = market.trades_between(db, symbol, (trades_since * 1000, -1), start, validation.MAX_TRADES)
+    for candle in json.loads(market.candles_json(db, symbol, interval, candles_from, None, limit)):
+        parts.append(encode_event("candle", candle))
+    if rows:
+        parts.append(encode_event("trades", [market._trade(row) for row in rows]))
+    return b"".join(parts) + id_line(start)
 
 
 @bp.get("/openapi.json")

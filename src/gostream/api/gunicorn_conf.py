@@ -1,20 +1,39 @@
 """gunicorn settings for the api: ``gunicorn -c python:gostream.api.gunicorn_conf gostream.api.wsgi:app``.
 
-Defaults: port 3000, 1 worker of 64 threads (see gostream.common.gunicorn). One worker:
-the work per request is a few hundred µs of Python under one GIL either way, and on a
-2-core machine shared with QuestDB a second worker bought throughput (3,351 vs 2,283
-cached /candles per s) at the price of the latency tail (p99 40 vs 21 ms, bench P4) and
-memory (PSS 65 vs 60 MB, RSS 150 vs 80 MB idle). 64 threads: each open /stream holds one.
-With WEB_CONCURRENCY > 1 the app is preloaded in the master and the workers share it.
+Worker model: gevent. Each open /stream is a greenlet waiting on its symbol's feed (a few
+kB; bench P7: ~7 kB per stream), not one of 64 threads: one worker holds STREAM_MAX
+(10,000) streams, and /healthz, /readyz, /metrics and /candles are each served by a
+greenlet of their own at once, never queued behind viewers. The worker accepts
+STREAM_MAX + 1,000 connections, so requests and probes always have room above the
+streams. psycopg2 is made cooperative (psycogreen: it waits for QuestDB through gevent's
+loop), and the standard library is patched here, before the app (and, with more than one
+worker, the preloaded app in the master) makes its locks and pool.
+
+Defaults: port 3000, 1 worker. One worker: the work per request is a few hundred µs of
+Python under one GIL either way, and on a 2-core machine shared with QuestDB a second
+worker bought throughput (3,351 vs 2,283 cached /candles per s) at the price of the
+latency tail (p99 40 vs 21 ms, bench P4) and memory. With WEB_CONCURRENCY > 1 the app is
+preloaded in the master and the workers share it; each worker has its own feeds and cap.
 """
 
 from __future__ import annotations
 
-import signal
+from gevent import monkey
 
-from gostream.common.gunicorn import child_exit, on_exit, on_starting, pre_fork, settings
+monkey.patch_all()
 
-globals().update(settings("api", port=3000, workers=1, threads=64, graceful_timeout=5, preload=True))
+import os  # noqa: E402
+import signal  # noqa: E402
+
+from psycogreen.gevent import patch_psycopg  # noqa: E402
+
+from gostream.common.gunicorn import child_exit, on_exit, on_starting, pre_fork, settings  # noqa: E402
+
+patch_psycopg()
+
+_stream_max = int(os.environ.get("STREAM_MAX") or 10_000)
+globals().update(settings("api", port=3000, workers=1, threads=1, graceful_timeout=5, preload=True,
+                          worker_class="gevent", worker_connections=_stream_max + 1000))
 __all__ = ["child_exit", "on_exit", "on_starting", "post_worker_init", "pre_fork"]
 
 

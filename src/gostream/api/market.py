@@ -139,7 +139,7 @@ def stats(db: Database, symbol: str) -> dict:
 
 
 def _trade(row: tuple) -> dict:
-    t, trade_id, price, size, side = row
+    t, trade_id, price, size, side = row[:5]
     return {"id": trade_id, "time_ms": t // 1000, "price": price, "size": size, "side": side}
 
 
@@ -148,14 +148,24 @@ def recent_trades(db: Database, symbol: str, limit: int) -> list[dict]:
     return [_trade(row) for row in db.query(q.RECENT_TRADES, {"symbol": symbol, "limit": limit})]
 
 
-def new_trades(db: Database, symbol: str, since_us: int, limit: int = 1000) -> list[tuple]:
-    """Raw rows (t µs, id, price, size, side) at or after ``since_us``, oldest first."""
-    return db.query(q.NEW_TRADES, {"symbol": symbol, "since": since_us, "limit": limit})
+def last_cursor(db: Database, symbol: str) -> tuple[int, int] | None:
+    """(time in µs, trade id) of the symbol's last trade in /stream's order, or None."""
+    latest = last_trade(db, symbol)
+    if latest is None:
+        return None
+    rows = db.query(q.MAX_ID_AT, {"symbol": symbol, "at": latest[0]})
+    return latest[0], rows[0][0] if rows and rows[0][0] is not None else -1
 
 
-def trades_since(db: Database, symbol: str, since_ms: int, limit: int) -> list[dict]:
-    """Trades at or after ``since_ms``, oldest first."""
-    return [_trade(row) for row in new_trades(db, symbol, since_ms * 1000, limit)]
+def trades_after(db: Database, symbol: str, cursor: tuple[int, int], limit: int) -> list[tuple]:
+    """Raw rows (t µs, id, price, size, side, fills) after ``cursor`` in (time, id) order."""
+    return db.query(q.TRADES_AFTER, {"symbol": symbol, "at": cursor[0], "id": cursor[1], "limit": limit})
+
+
+def trades_between(db: Database, symbol: str, after: tuple[int, int], upto: tuple[int, int], limit: int) -> list[tuple]:
+    """Raw rows after ``after`` up to and including ``upto``, in (time, id) order."""
+    return db.query(q.TRADES_BETWEEN, {"symbol": symbol, "at": after[0], "id": after[1], "to_at": upto[0],
+                                       "to_id": upto[1], "limit": limit})
 
 
 def symbols(db: Database) -> list[dict]:

@@ -30,7 +30,11 @@ DB_QUERY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 STREAMS = Gauge("gostream_api_open_streams", "Open /stream (Server-Sent Events) connections", multiprocess_mode="livesum")
-STREAM_EVENTS = Counter("gostream_api_stream_events_total", "Server-sent events written", ["event"])
+STREAM_EVENTS = Counter("gostream_api_stream_events_total", "Server-sent events sent to streams", ["event"])
+STREAM_FEEDS = Gauge("gostream_api_stream_feeds", "Symbols polled for /stream (one poller per symbol with streams, per worker)",
+                     multiprocess_mode="livesum")
+STREAMS_REFUSED = Counter("gostream_api_streams_refused_total",
+                          "/stream requests answered 503 because the worker holds STREAM_MAX streams")
 QUESTDB_ERRORS = Counter("gostream_api_questdb_errors_total", "Queries QuestDB could not answer")
 # The /candles response cache (gostream.api.cache), per worker, summed over workers.
 CANDLES_CACHE = Counter(

@@ -89,10 +89,42 @@ SELECT cast(timestamp AS long) AS t, trade_id, price, size, side FROM {TRADES_TA
 WHERE symbol = %(symbol)s ORDER BY timestamp DESC LIMIT %(limit)s
 """.strip()
 
-# New trades for /stream: from the last time seen on (ids seen at that time are skipped).
-NEW_TRADES = f"""
-SELECT cast(timestamp AS long) AS t, trade_id, price, size, side FROM {TRADES_TABLE}
-WHERE symbol = %(symbol)s AND timestamp >= %(since)s ORDER BY timestamp LIMIT %(limit)s
+# /stream pages through a symbol's trades on (timestamp, trade_id), a total order: rows
+# after the cursor (at, id), oldest first. Paging on the time alone read the same page for
+# ever once one millisecond held a page of fills.
+_TRADE_COLUMNS = "cast(timestamp AS long) AS t, trade_id, price, size, side, fills"
+TRADES_AFTER = f"""
+SELECT {_TRADE_COLUMNS} FROM {TRADES_TABLE}
+WHERE symbol = %(symbol)s AND timestamp >= %(at)s AND (timestamp > %(at)s OR trade_id > %(id)s)
+ORDER BY timestamp, trade_id LIMIT %(limit)s
+""".strip()
+
+# The same, up to and including the cursor (to_at, to_id): what a stream starts with or
+# resumes from, up to where its feed took over.
+TRADES_BETWEEN = f"""
+SELECT {_TRADE_COLUMNS} FROM {TRADES_TABLE}
+WHERE symbol = %(symbol)s AND timestamp >= %(at)s AND timestamp <= %(to_at)s
+  AND (timestamp > %(at)s OR trade_id > %(id)s) AND (timestamp < %(to_at)s OR trade_id <= %(to_id)s)
+ORDER BY timestamp, trade_id LIMIT %(limit)s
+""".strip()
+
+# The highest id at a symbol's latest time: with LAST_TRADE_TIME, where a new feed starts.
+MAX_ID_AT = f"""
+SELECT max(trade_id) AS id FROM {TRADES_TABLE} WHERE symbol = %(symbol)s AND timestamp = %(at)s
+""".strip()
+
+# Trades that filled a hole (ids first..last between two stored rows' times), for a feed
+# watching a hole: rows written late, below its cursor.
+HOLE_TRADES = f"""
+SELECT {_TRADE_COLUMNS} FROM {TRADES_TABLE}
+WHERE symbol = %(symbol)s AND timestamp >= %(lo)s AND timestamp <= %(hi)s
+  AND trade_id >= %(first)s AND trade_id <= %(last)s
+ORDER BY timestamp, trade_id LIMIT %(limit)s
+""".strip()
+
+# Which of some symbols have trades (the 1m view: one row per symbol to read).
+HAVE_TRADES = f"""
+SELECT symbol FROM {CANDLES_1M_VIEW} WHERE symbol IN %(symbols)s LATEST ON timestamp PARTITION BY symbol
 """.strip()
 
 # One candle over [lo, hi) from the trades, and from the 1m view (for [bucket, minute)).
@@ -153,6 +185,13 @@ HOLES: dict[str, str] = {
 LEDGER_COUNTS = f"""
 SELECT state, count() AS n, sum(missing) AS missing FROM {HOLES_TABLE}
 WHERE symbol = %(symbol)s AND first_id <= %(last)s AND last_id >= %(first)s
+""".strip()
+
+# The open holes of one symbol the producer's audit is filling (for /stream: their trades
+# arrive late, below a feed's cursor).
+LEDGER_OPEN = f"""
+SELECT first_id, last_id, cast(after_time AS long) AS after_us, cast(before_time AS long) AS before_us
+FROM {HOLES_TABLE} WHERE symbol = %(symbol)s AND state = 'open' ORDER BY found_at DESC LIMIT %(limit)s
 """.strip()
 
 LEDGER_ROWS = f"""

@@ -20,6 +20,9 @@ class ApiSettings(QuestDBSettings):
     # keep-alive comment period.
     stream_poll_ms: int = 50
     stream_keepalive_s: float = 15.0
+    # Open streams a worker holds at most; beyond, a new one gets 503 with Retry-After (the
+    # gunicorn config keeps connections for probes and requests above this).
+    stream_max: int = 10_000
     # /candles response cache (per worker): a body is served for at most this long after
     # its query was sent (0: no cache, every request queries QuestDB); at most this many
     # bodies and megabytes are kept.
@@ -35,7 +38,7 @@ class ApiSettings(QuestDBSettings):
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
     def check(self) -> None:
-        require_positive(self, "questdb_pool_size", "questdb_connect_timeout_s", "stream_poll_ms", "stream_keepalive_s",
+        require_positive(self, "questdb_pool_size", "questdb_connect_timeout_s", "stream_poll_ms", "stream_keepalive_s", "stream_max",
                          "candles_cache_entries", "candles_cache_mb")
         if not 0 <= self.candles_cache_ms <= 60_000:
             raise SettingsError(f"CANDLES_CACHE_MS must be 0 (off) .. 60000, got {self.candles_cache_ms!r}")

@@ -37,6 +37,10 @@ def only(args: MultiDict, allowed: Iterable[str]) -> None:
         raise BadRequest(f"unknown parameter {unknown[0]!r} (expected: {expected})")
 
 
+def text(args: MultiDict, name: str) -> str | None:
+    return _one(args, name)
+
+
 def symbol(args: MultiDict, default: str) -> str:
     value = _one(args, "symbol")
     if value is None:

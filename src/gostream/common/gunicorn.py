@@ -1,7 +1,10 @@
 """gunicorn settings shared by the api and the frontend (both serve event streams).
 
-Threaded workers (gthread) keep Server-Sent Events flowing: a long-lived stream only
-occupies a thread, and the worker's heartbeat does not depend on requests finishing.
+A service picks its worker model: threaded workers (gthread, the frontend), where a
+long-lived stream occupies a thread, or gevent (the api), where it is a greenlet of a few
+kilobytes and one worker holds thousands (the config module then patches the standard
+library before anything else is imported). Either way the worker's heartbeat does not
+depend on requests finishing.
 With more than one worker, Prometheus metrics go through PROMETHEUS_MULTIPROC_DIR (set
 here, before anything imports prometheus_client) so /metrics counts every worker.
 
@@ -60,8 +63,11 @@ class AccessLogWhenAsked(Logger):
             super().access(resp, req, environ, request_time)
 
 
-def settings(service: str, port: int, workers: int, threads: int, graceful_timeout: int, preload: bool = False) -> dict:
-    """The gunicorn settings for ``service``; a config module does globals().update() with them."""
+def settings(service: str, port: int, workers: int, threads: int, graceful_timeout: int, preload: bool = False,
+             worker_class: str = "gthread", worker_connections: int = 1000) -> dict:
+    """The gunicorn settings for ``service``; a config module does globals().update() with them.
+    ``threads`` counts for gthread, ``worker_connections`` (connections a worker holds at once)
+    for gevent."""
     limit_malloc_arenas()
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     worker_count = int(os.environ.get("WEB_CONCURRENCY", str(workers)))
@@ -72,8 +78,9 @@ def settings(service: str, port: int, workers: int, threads: int, graceful_timeo
     return {
         "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', str(port))}",
         "workers": worker_count,
-        "worker_class": "gthread",
+        "worker_class": worker_class,
         "threads": int(os.environ.get("GUNICORN_THREADS", str(threads))),
+        "worker_connections": worker_connections,
         "timeout": 30,
         # Open event streams never finish by themselves; browsers reconnect.
         "graceful_timeout": graceful_timeout,
