@@ -20,6 +20,8 @@ STATE_FILE = STATE_DIR / "state.json"
 # GOSTREAM_PORT_OFFSET moves every port, to run a second stack beside the first (tests).
 PORTS = c.Ports().shifted(int(os.environ.get("GOSTREAM_PORT_OFFSET") or 0))
 TOPIC_PARTITIONS = 3
+# How long `make up` waits for the producer's feed once everything else is ready.
+FEED_GRACE_S = 30.0
 
 
 def data_dir(exchange: str) -> Path:
@@ -92,6 +94,7 @@ def cmd_up(args) -> int:
         )
     deadline = time.monotonic() + args.timeout
     shown = ""
+    feed_waiting_since = None
     while time.monotonic() < deadline:
         time.sleep(1)
         state = read_state()
@@ -107,6 +110,21 @@ def cmd_up(args) -> int:
         if not waiting:
             print("the stack is up:")
             return cmd_status(args)
+        # Everything runs but the exchange does not answer: the stack is up without a live
+        # feed (the terminal shows what is stored); say why and what to try.
+        started = {comp["name"] for comp in state["components"] if comp["pid"]}
+        if waiting == ["producer"] and started == {comp["name"] for comp in state["components"]}:
+            feed_waiting_since = feed_waiting_since or time.monotonic()
+            problems = c.readyz_problems(PORTS.producer)
+            if any(p.startswith("okx: cannot connect") for p in problems) \
+                    or time.monotonic() - feed_waiting_since > FEED_GRACE_S:
+                print("the stack is up, but without a live feed:")
+                for problem in problems:
+                    print(f"  producer: {problem}")
+                if os.environ.get("EXCHANGE", "okx") != "sim":
+                    print("  (no internet? `make down`, then `make up EXCHANGE=sim` for the simulated exchange)")
+                cmd_status(args)
+                return 0
         if waiting[0] != shown:
             shown = waiting[0]
             print(f"waiting for {shown} ...", flush=True)

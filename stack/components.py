@@ -65,6 +65,9 @@ class Spec:
     cwd: Path = ROOT
     prepare: Callable[[], None] | None = None
     stop_timeout_s: float = 20.0
+    # Enough for the next component to start (default: ready). The producer only needs to
+    # be alive: without an exchange it is never ready, and the rest must still come up.
+    started: Callable[[], bool] | None = None
 
 
 # -- jars -------------------------------------------------------------------
@@ -269,6 +272,7 @@ def producer(ports: Ports, env: dict[str, str]) -> Spec:
         argv=[PYTHON, "-m", "gostream.producer"],
         env={**env, "HEALTH_PORT": str(ports.producer)},
         ready=lambda: http_ok(f"http://127.0.0.1:{ports.producer}/readyz"),
+        started=lambda: http_ok(f"http://127.0.0.1:{ports.producer}/healthz"),
         url=f"http://127.0.0.1:{ports.producer}/metrics",
     )
 

@@ -46,14 +46,18 @@ class Process:
         log.close()
         return self
 
-    def wait_ready(self, timeout_s: float = 120.0, abort: threading.Event | None = None) -> Process:
+    def wait_ready(self, timeout_s: float = 120.0, abort: threading.Event | None = None,
+                   started_only: bool = False) -> Process:
+        """Until the spec's ready check passes (with ``started_only``, its started check if
+        it has one)."""
+        check = (self.spec.started if started_only else None) or self.spec.ready
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if abort is not None and abort.is_set():
                 raise NotReady(f"{self.spec.name}: start aborted")
             if not self.alive():
                 raise NotReady(f"{self.spec.name} exited with {self.popen.returncode}; last log lines:\n{self.tail()}")
-            if self.spec.ready():
+            if check():
                 return self
             time.sleep(0.25)
         raise NotReady(f"{self.spec.name} not ready after {timeout_s:.0f} s; last log lines:\n{self.tail()}")

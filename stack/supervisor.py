@@ -49,7 +49,7 @@ class Supervisor:
                 return
             self._start(process)
             try:
-                process.wait_ready(timeout_s=180, abort=self.stopping)
+                process.wait_ready(timeout_s=180, abort=self.stopping, started_only=True)
             except NotReady as exc:
                 if self.stopping.is_set():
                     return
@@ -58,7 +58,7 @@ class Supervisor:
                 self._write_state()
                 self.stopping.set()
                 return
-            self.ready[process.spec.name] = True
+            self.ready[process.spec.name] = _safe(process.spec.ready)
             hook = self.after_ready.get(process.spec.name)
             if hook:
                 hook()

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -74,3 +75,22 @@ def test_up_status_restart_down_and_up_again(stack_env):
     up_again = stack(env, "up")
     assert up_again.returncode == 0, up_again.stdout + up_again.stderr
     assert stored() >= kept
+
+
+def test_up_without_an_exchange_starts_everything_and_says_why(tmp_path):
+    closed = c.Ports().shifted(OFFSET).exchange  # nothing listens there in this test
+    env = {**os.environ, "GOSTREAM_STACK_DIR": str(tmp_path), "GOSTREAM_PORT_OFFSET": str(OFFSET), "EXCHANGE": "",
+           "OKX_WS_URL": f"ws://127.0.0.1:{closed}/ws/v5/business", "OKX_REST_URL": f"http://127.0.0.1:{closed}"}
+    try:
+        up = stack(env, "up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "the stack is up, but without a live feed" in up.stdout
+        assert f"okx: cannot connect: refused: nothing accepts connections at 127.0.0.1:{closed}" in up.stdout
+        assert "make up EXCHANGE=sim" in up.stdout
+        states = {name: comp["ready"] for name, comp in components(tmp_path).items()}
+        assert states.pop("producer") is False and all(states.values()), states
+        for url in (f"http://127.0.0.1:{PORTS.api}/candles", f"http://127.0.0.1:{PORTS.frontend}/"):
+            with urllib.request.urlopen(url, timeout=10) as response:
+                assert response.status == 200
+    finally:
+        stack(env, "down", timeout=120)

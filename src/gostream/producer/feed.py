@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from functools import partial
 
 from websockets.asyncio.client import connect
 from websockets.client import backoff
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gostream.common.trade import Trade
 from gostream.producer import metrics, okx
@@ -27,6 +29,25 @@ log = logging.getLogger(__name__)
 
 # How long a trade-id regression stays in /readyz after it happened.
 REGRESSION_SHOWN_S = 600.0
+OFFLINE_HINT = "no internet? `make up EXCHANGE=sim` runs a simulated OKX"
+
+
+def connect_failure(exc: BaseException, url: str) -> str:
+    """What went wrong opening the WebSocket, in words a user can act on."""
+    target = url.split("://", 1)[-1].split("/", 1)[0]
+    if isinstance(exc, socket.gaierror):
+        return f"DNS: cannot resolve {target.rsplit(':', 1)[0]} ({exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"refused: nothing accepts connections at {target}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: handshake with {target} failed ({exc.reason or exc})"
+    if isinstance(exc, TimeoutError):
+        return f"timeout: no answer from {target} (a firewall dropping packets?)"
+    if isinstance(exc, InvalidStatus):
+        return f"HTTP {exc.response.status_code} from {url} (a proxy or firewall in the way?)"
+    if isinstance(exc, OSError):
+        return f"network: {exc.strerror or exc} reaching {target}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Reconnect(Exception):
@@ -47,6 +68,7 @@ class Feed:
         # Every REST fill (live gaps first, then the audit's holes) shares its one worker.
         self.history = HistoryFetcher(settings.okx_rest_url, on_trade=on_trade).start()
         self._regressions: list[tuple[float, Regression]] = []
+        self.connect_error = ""  # the last failed connection attempt, until one succeeds
         self._delays = partial(
             backoff,
             initial_delay=settings.reconnect_initial_delay_s,
@@ -59,6 +81,8 @@ class Feed:
         return self.subscribed >= set(self.settings.symbols)
 
     def problems(self) -> list[str]:
+        if self.connect_error:
+            return [f"okx: cannot connect: {self.connect_error}" + ("" if self.sessions else f"; {OFFLINE_HINT}")]
         if self.sessions == 0:
             return ["okx: never connected"]
         missing = sorted(set(self.settings.symbols) - self.subscribed)
@@ -79,8 +103,10 @@ class Feed:
             close_timeout=2,
             max_size=2**22,
             reconnect_delays=self._delays,
+            process_exception=self._connect_failed,
         ):
             started = time.monotonic()
+            self.connect_error = ""
             self.sessions += 1
             if self.sessions > 1:
                 metrics.RECONNECTS.inc()
@@ -100,6 +126,16 @@ class Feed:
                 await asyncio.sleep(next(quick_failures))
             else:
                 quick_failures = self._delays()
+
+    def _connect_failed(self, exc: Exception) -> Exception | None:
+        """Every failed attempt is retried with back-off (a 403 or a bad certificate may be
+        a proxy's passing trouble too); each new kind of failure is said once, loudly."""
+        problem = connect_failure(exc, self.settings.okx_ws_url)
+        if problem != self.connect_error:
+            log.error("okx connect failed", extra={"problem": problem, "hint": OFFLINE_HINT if not self.sessions else ""})
+        self.connect_error = problem
+        metrics.CONNECT_FAILURES.labels(problem.split(":", 1)[0]).inc()
+        return None
 
     async def _session(self, ws) -> None:
         s = self.settings

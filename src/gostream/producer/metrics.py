@@ -17,6 +17,10 @@ FRAMES_REJECTED = Counter(
     "gostream_producer_frames_rejected_total", "WebSocket frames or trade items that failed to parse", ["reason"]
 )
 EXCHANGE_ERRORS = Counter("gostream_producer_exchange_errors_total", "Error events sent by OKX", ["code"])
+CONNECT_FAILURES = Counter(
+    "gostream_producer_ws_connect_failures_total", "Failed attempts to open the OKX WebSocket, by kind",
+    ["kind"],
+)
 RECONNECTS = Counter("gostream_producer_ws_reconnects_total", "WebSocket connections opened after the first")
 WS_CONNECTED = Gauge("gostream_producer_ws_connected", "1 while the WebSocket is open and subscribed")
 LAST_TRADE_TIME = Gauge(
