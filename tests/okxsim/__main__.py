@@ -24,8 +24,13 @@ def main() -> None:
                         help="seconds of trades already printed at start, served over REST history-trades only "
                              "(what the producer's HISTORY_WINDOW fetches); 0: none")
     parser.add_argument("--control", action="store_true",
-                        help="serve /sim/status, /sim/firehose (benchmarks) and the faults: /sim/rest, /sim/hide, "
-                             "/sim/forget, /sim/clear, /sim/items (see OkxExchange)")
+                        help="serve /sim/status, /sim/firehose (benchmarks), the faults: /sim/rest, /sim/hide, "
+                             "/sim/forget, /sim/clear, /sim/items, and /sim/instruments, /sim/list, /sim/state, "
+                             "/sim/delist, /sim/limits, /sim/connections, /sim/market (see OkxExchange)")
+    parser.add_argument("--populate", default="",
+                        help="N_SPOT,N_SWAP: start with a realistic instrument catalogue (public/instruments; then "
+                             "only its live instruments can be subscribed); e.g. 400,200")
+    parser.add_argument("--seed", type=int, default=1, help="the catalogue's seed")
     args = parser.parse_args()
 
     stop = threading.Event()
@@ -37,6 +42,9 @@ def main() -> None:
     last_px = {s: prices.get(s, 100.0) for s in symbols}
     tick = 0.1
     with OkxExchange(host="127.0.0.1", port=args.port, control=args.control) as exchange:
+        if args.populate:
+            n_spot, n_swap = (int(x) for x in args.populate.split(","))
+            exchange.populate(n_spot, n_swap, args.seed)
         if args.past > 0 and args.rate > 0:
             # A past at the same rate, ending now, printed before anyone could listen.
             n = int(args.past * args.rate)

@@ -8,7 +8,13 @@ One port serves both sides:
   "data has not been pushed for more than 30 seconds"; a client's ping counts too);
 - REST ``GET /api/v5/market/history-trades?instId=&after=&before=&limit=`` (newest
   first, ids strictly below ``after`` / above ``before``, at most 100), rate limited to
-  20 requests per 2 s like OKX (HTTP 429, code 50011).
+  20 requests per 2 s like OKX (HTTP 429, code 50011);
+- REST ``GET /api/v5/public/instruments?instType=[&instId=]`` from an instrument
+  catalogue (``list_instrument`` / ``delist`` / ``set_state`` / ``populate``), rate limited
+  per IP and instType (20 / 2 s);
+- a multi-symbol market at given rates (``market`` / ``start_market``), and OKX's
+  WebSocket limits when configured (connection rate per IP, subscribe ops per connection
+  per hour, request size), ``unsubscribe``.
 
 Like OKX, a new subscription first gets the latest trade already printed.
 Everything emitted is kept on a tape, so trades pushed while a client was away can
@@ -21,18 +27,20 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import threading
 import time
 import urllib.parse
 from bisect import bisect_left, bisect_right
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.okxsim.trades import aggregate
+from tests.okxsim.trades import aggregate, catalogue, instrument_record, trade_rates
 
 CHANNEL_BY_PATH = {"/ws/v5/business": "trades-all", "/ws/v5/public": "trades"}
 HISTORY_PATH = "/api/v5/market/history-trades"
@@ -40,6 +48,13 @@ RATE_LIMIT = 20  # requests per RATE_WINDOW_S, per IP on OKX
 RATE_WINDOW_S = 2.0
 TOO_MANY = {"code": "50011", "msg": "Too Many Requests", "data": []}
 UNAVAILABLE = {"code": "50001", "msg": "Service temporarily unavailable. Please try again later.", "data": []}
+INSTRUMENTS_PATH = "/api/v5/public/instruments"
+INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
+STATES = ("live", "suspend", "preopen", "test")
+OP_LIMITED = ("subscribe", "unsubscribe", "login")  # OKX: 480 of these per connection per hour
+TOO_FREQUENT = {"event": "error", "code": "60014", "msg": "Requests too frequent."}
+LIMIT_KINDS = ("connect_rate", "subscribe_ops", "request_bytes")
+_UNSET = object()
 
 
 @dataclass(eq=False)  # identity hashing: clients live in a set
@@ -48,6 +63,11 @@ class Client:
     channel: str
     symbols: set[str] = field(default_factory=set)
     last_traffic: float = field(default_factory=time.monotonic)
+    conn_id: str = ""
+    peer: str = ""
+    opened_at: float = field(default_factory=time.time)  # wall clock
+    subscribe_ops: int = 0  # subscribe/unsubscribe/login requests received (refused ones too)
+    op_times: deque = field(default_factory=deque)  # monotonic times of those within the window
 
 
 class OkxExchange:
@@ -91,6 +111,48 @@ class OkxExchange:
     items): bisect on the tape, which ``emit`` keeps sorted by trade id, so it is cheap
     on tapes of millions of trades.
 
+    Instrument catalogue (``GET /api/v5/public/instruments``):
+    - ``list_instrument(inst_id, inst_type="SPOT", state="live", **fields)`` lists (or, for
+      an id already listed, updates) one instrument; its OKX fields are derived from the id
+      (``trades.instrument_record``) and ``fields`` override them. ``set_state(inst_id,
+      state)`` (live | suspend | preopen | test), ``delist(inst_id)`` (removed; KeyError if
+      not listed), ``populate(n_spot, n_swap, seed)`` (replaces the catalogue with a
+      realistic one, ``trades.catalogue``), ``clear_instruments()``; ``instruments`` is every
+      record (copies), ``instrument(inst_id)`` one or None.
+    - Once anything has been listed (``catalogue_active``, until ``clear_instruments``), a
+      subscribe to an instId that is not listed or not ``live`` gets error 60018 and the
+      market prints only live instruments; before that any symbol is accepted (except
+      ``unknown_symbols``). Instruments delisted or suspended while subscribed simply stop
+      printing (nothing is sent, the subscription stays).
+    - REST: ``instType`` required (HTTP 400, code 50014), one of SPOT MARGIN SWAP FUTURES
+      OPTION (else 400, 51000); ``instId`` optional (not listed under that type: 400,
+      51001); 20 requests per 2 s per (IP, instType) -> 429 / 50011. ``rest_outage`` and
+      ``rest_429_ratio`` apply (the ratio counts instruments requests on their own).
+      Counters: ``instrument_requests``, ``instrument_throttled``, ``instrument_served``
+      (an outage's 503s count in ``rest_failed``).
+
+    Market (``market`` / ``start_market`` / ``stop_market``): trades of many symbols at once
+    at per-symbol rates (``trades.trade_rates`` gives a realistic skew), printed on the
+    exchange's loop every 20 ms through ``emit``'s path (taped, served over REST, ``hide`` /
+    ``forget`` apply, pushed to subscribers), ids consecutive per symbol, ``ts`` now.
+
+    WebSocket limits, each off (None) unless configured (constructor, attributes or
+    ``set_limits``):
+    - ``connect_rate_limit``: WebSocket upgrades accepted per IP in any 1 s
+      (``connect_window_s``); beyond, the upgrade is answered HTTP 429 (no WebSocket; a
+      ``websockets`` client raises ``InvalidStatus`` with ``response.status_code == 429``).
+      Refused upgrades do not count towards the limit.
+    - ``subscribe_ops_per_hour``: subscribe/unsubscribe/login requests per connection in any
+      ``subscribe_ops_window_s`` (3600 s); the one beyond is not carried out, it gets
+      ``{"event":"error","code":"60014","msg":"Requests too frequent."}`` and the connection
+      is closed (code 1008).
+    - ``max_request_bytes``: a text frame longer than this (UTF-8 bytes) gets
+      ``{"event":"error","code":"60012","msg":"Invalid request: ..."}`` and is not carried
+      out (nor counted as an op); the connection stays open.
+    Counters: ``refused_connections`` and ``limit_errors`` ({"connect_rate",
+    "subscribe_ops", "request_bytes"} -> count); ``connections_info()`` lists each open
+    connection (connId, channel, peer, symbols, subscribe_ops, opened_at).
+
     With ``control=True`` the same are driven over HTTP (see ``_control``):
     ``/sim/rest?down_s=&ratio_429=&lag_s=&reach=&extra=`` (any subset; ``reach=none``
     clears it, ``extra`` is a JSON list; answers the REST state and counters),
@@ -99,8 +161,31 @@ class OkxExchange:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = 30.0,
-                 control: bool = False) -> None:
+                 control: bool = False, connect_rate_limit: int | None = None,
+                 subscribe_ops_per_hour: int | None = None, max_request_bytes: int | None = None) -> None:
         self.host, self.port = host, port
+        # OKX's WebSocket limits; None: not enforced.
+        self.connect_rate_limit = connect_rate_limit
+        self.connect_window_s = 1.0
+        self.subscribe_ops_per_hour = subscribe_ops_per_hour
+        self.subscribe_ops_window_s = 3600.0
+        self.max_request_bytes = max_request_bytes
+        self.refused_connections = 0
+        self.limit_errors: dict[str, int] = dict.fromkeys(LIMIT_KINDS, 0)
+        self._connects: dict[str, deque[float]] = defaultdict(deque)  # per IP: accepted upgrades
+        # The instrument catalogue: replaced on every change (copy on write), never mutated.
+        self._instruments: dict[str, dict] = {}
+        self._catalogue_lock = threading.Lock()
+        self._catalogue_active = False
+        self._ref_px: dict[str, float] = {}  # a price level per instrument, for the market
+        self.instrument_requests = 0
+        self.instrument_throttled = 0
+        self.instrument_served = 0
+        self._instrument_calls: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._market: _Market | None = None
+        self._market_task: asyncio.Task | None = None
+        self._market_next: dict[str, int] = {}  # next trade id per symbol, across market runs
+        self._conn_seq = 0
         # HTTP /sim/* endpoints, for driving an exchange that runs in its own process.
         self.control = control
         self._firehose_task: asyncio.Task | None = None
@@ -127,8 +212,8 @@ class OkxExchange:
         self.history_reach: int | None = None
         self.rest_extra_items: list = []
         self._rest_down_until = 0.0
-        self._ratio_seen = 0.0  # the ratio the counter below counts for
-        self._ratio_count = 0
+        self._ratio_seen: dict[str, float] = defaultdict(float)  # per path: the ratio counted for
+        self._ratio_count: dict[str, int] = defaultdict(int)
         self._clients: set[Client] = set()
         self._rest_calls: deque[float] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -249,6 +334,261 @@ class OkxExchange:
     def notice_upgrade(self) -> None:
         self.send_raw(json.dumps({"event": "notice", "code": "64008", "msg": "The connection will soon be closed for a service upgrade."}))
 
+    # -- instrument catalogue (from any thread) -------------------------------
+    @property
+    def instruments(self) -> list[dict]:
+        """Every listed instrument's OKX record (copies), in listing order."""
+        return [dict(r) for r in self._instruments.values()]
+
+    def instrument(self, inst_id: str) -> dict | None:
+        record = self._instruments.get(inst_id)
+        return dict(record) if record else None
+
+    @property
+    def catalogue_active(self) -> bool:
+        """True once anything was listed: subscribes and the market then check the catalogue."""
+        return self._catalogue_active
+
+    def list_instrument(self, inst_id: str, inst_type: str = "SPOT", state: str = "live", **fields) -> dict:
+        """List ``inst_id`` (its OKX record derived from the id, ``fields`` override; numbers
+        as strings) and return the record. An id already listed under the same type keeps
+        its record, with ``state`` and ``fields`` applied (re-listing a suspended one)."""
+        if not inst_id or not isinstance(inst_id, str):
+            raise ValueError(f"instId={inst_id!r}")
+        if inst_type not in INST_TYPES:
+            raise ValueError(f"instType={inst_type!r}")
+        if state not in STATES:
+            raise ValueError(f"state={state!r}")
+        fields = {k: str(v) for k, v in fields.items()}
+        with self._catalogue_lock:
+            old = self._instruments.get(inst_id)
+            if old and old["instType"] == inst_type:
+                record = {**old, **fields, "state": state}
+            else:
+                record, px = instrument_record(inst_id, inst_type, state)
+                record.update(fields)
+                self._ref_px.setdefault(inst_id, px)
+            self._instruments = {**self._instruments, inst_id: record}
+            self._catalogue_active = True
+        return dict(record)
+
+    def set_state(self, inst_id: str, state: str) -> dict:
+        """Change a listed instrument's ``state`` (KeyError if not listed)."""
+        if state not in STATES:
+            raise ValueError(f"state={state!r}")
+        with self._catalogue_lock:
+            record = {**self._instruments[inst_id], "state": state}
+            self._instruments = {**self._instruments, inst_id: record}
+        return dict(record)
+
+    def delist(self, inst_id: str) -> None:
+        """Remove ``inst_id`` from the catalogue (KeyError if not listed): no longer served
+        over REST, no longer subscribable, no longer printed by the market."""
+        with self._catalogue_lock:
+            if inst_id not in self._instruments:
+                raise KeyError(inst_id)
+            self._instruments = {k: v for k, v in self._instruments.items() if k != inst_id}
+
+    def populate(self, n_spot: int = 400, n_swap: int = 200, seed: int = 1) -> list[dict]:
+        """Replace the catalogue with ``trades.catalogue(n_spot, n_swap, seed)``: majors
+        first, then made-up coins; -USDT, -USDC (and a few -BTC) spot pairs, -USDT-SWAP (and
+        a few inverse -USD-SWAP) perpetuals; about 3 % suspended and 1 % preopen (never the
+        top 20). Deterministic per seed. Returns the records."""
+        records = catalogue(n_spot, n_swap, seed)
+        with self._catalogue_lock:
+            self._instruments = {r["instId"]: r for r, _ in records}
+            self._ref_px.update({r["instId"]: px for r, px in records})
+            self._catalogue_active = True
+        return [dict(r) for r, _ in records]
+
+    def clear_instruments(self) -> None:
+        """Empty the catalogue and stop checking it (any symbol subscribable again)."""
+        with self._catalogue_lock:
+            self._instruments = {}
+            self._catalogue_active = False
+
+    def live_instruments(self, inst_types: tuple[str, ...] = INST_TYPES) -> list[str]:
+        return [r["instId"] for r in self._instruments.values() if r["state"] == "live" and r["instType"] in inst_types]
+
+    def _subscribable(self, symbol: str) -> bool:
+        if not self._catalogue_active:
+            return True
+        record = self._instruments.get(symbol)
+        return record is not None and record["state"] == "live"
+
+    def catalogue_state(self) -> dict:
+        by_type: dict[str, int] = defaultdict(int)
+        by_state: dict[str, int] = defaultdict(int)
+        for r in self._instruments.values():
+            by_type[r["instType"]] += 1
+            by_state[r["state"]] += 1
+        return {"active": self._catalogue_active, "count": len(self._instruments), "by_type": dict(by_type),
+                "by_state": dict(by_state), "instrument_requests": self.instrument_requests,
+                "instrument_throttled": self.instrument_throttled, "instrument_served": self.instrument_served}
+
+    # -- limits and connections --------------------------------------------------
+    def set_limits(self, connect_rate=_UNSET, ops_per_hour=_UNSET, max_request_bytes=_UNSET) -> dict:
+        """Set any of ``connect_rate_limit``, ``subscribe_ops_per_hour``, ``max_request_bytes``
+        (None or 0: off); all checked before any is set. Answers ``limits_state()``."""
+        given = {"connect_rate_limit": connect_rate, "subscribe_ops_per_hour": ops_per_hour,
+                 "max_request_bytes": max_request_bytes}
+        values = {}
+        for name, value in given.items():
+            if value is _UNSET:
+                continue
+            value = None if value in (None, 0) else int(value)
+            if value is not None and value < 0:
+                raise ValueError(f"{name}={value}")
+            values[name] = value
+        for name, value in values.items():
+            setattr(self, name, value)
+        return self.limits_state()
+
+    def limits_state(self) -> dict:
+        return {"connect_rate": self.connect_rate_limit, "ops_per_hour": self.subscribe_ops_per_hour,
+                "max_request_bytes": self.max_request_bytes, "refused_connections": self.refused_connections,
+                "limit_errors": dict(self.limit_errors)}
+
+    def connections_info(self) -> list[dict]:
+        """Each open WebSocket connection: connId, channel, peer IP, symbols (sorted),
+        subscribe_ops (subscribe/unsubscribe/login requests it sent), opened_at (epoch s)."""
+        return self._on_loop(self._connections_info)
+
+    def _connections_info(self) -> list[dict]:
+        return [{"connId": c.conn_id, "channel": c.channel, "peer": c.peer, "symbols": sorted(c.symbols),
+                 "subscribe_ops": c.subscribe_ops, "opened_at": c.opened_at}
+                for c in sorted(self._clients, key=lambda c: c.conn_id)]
+
+    def _on_loop(self, fn):
+        """``fn()`` run on the exchange's loop (directly when already there)."""
+        if self._loop is None or threading.current_thread() is self._thread:
+            return fn()
+
+        async def run():
+            return fn()
+        return self._call(run())
+
+    # -- market -------------------------------------------------------------------
+    def start_market(self, rates: dict[str, float], duration_s: float | None = None,
+                     first_id: int = 1_000_000, seed: int = 1) -> None:
+        """Start printing every symbol of ``rates`` at its rate (trades/s) on the exchange's
+        loop, for ``duration_s`` (None: until ``stop_market``). A symbol's ids continue from
+        its tape (or an earlier market run), else start at ``first_id``. With the catalogue
+        active only live instruments print (a paused symbol accrues nothing). RuntimeError
+        if a market is running."""
+        rates = {str(k): float(v) for k, v in rates.items()}
+        if any(not 0 <= r < math.inf for r in rates.values()):
+            raise ValueError("rates must be finite and >= 0")
+        self._call(self._start_market(rates, duration_s, int(first_id), seed))
+
+    async def _start_market(self, rates, duration_s, first_id, seed) -> None:
+        if self._market_task and not self._market_task.done():
+            raise RuntimeError("a market is running")
+        self._market = _Market(rates, duration_s, first_id, seed)
+        self._market_task = asyncio.get_running_loop().create_task(self._run_market(self._market))
+
+    def stop_market(self, timeout_s: float = 30.0) -> dict[str, list[int]]:
+        """Stop the market (if running), wait for it and return the ids it printed per
+        symbol (symbols that printed nothing are left out). {} if none was started."""
+        market, task = self._market, self._market_task
+        if market is None or task is None:
+            return {}
+        market.stopping = True
+        if not task.done():
+            async def finished():
+                await asyncio.wait([task])
+            self._call(finished(), timeout_s)
+        return self._on_loop(market.ids)
+
+    def market(self, rates: dict[str, float], duration_s: float, first_id: int = 1_000_000,
+               seed: int = 1) -> dict[str, list[int]]:
+        """``start_market`` for ``duration_s`` and wait: the ids printed per symbol."""
+        self.start_market(rates, duration_s, first_id, seed)
+        deadline = time.monotonic() + duration_s + 30
+        while self.market_running and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.stop_market()
+
+    @property
+    def market_running(self) -> bool:
+        return bool(self._market_task and not self._market_task.done())
+
+    def market_printed(self) -> dict[str, list[int]]:
+        """The ids printed so far by the current (or last) market, per symbol."""
+        market = self._market
+        return self._on_loop(market.ids) if market else {}
+
+    def market_rate(self, symbol: str, rate: float) -> None:
+        """Set (add, or 0 to pause) one symbol's rate in the running market, e.g. a new
+        listing's. RuntimeError if no market runs."""
+        rate = float(rate)
+        if not 0 <= rate < math.inf:
+            raise ValueError(f"rate={rate}")
+        market = self._market
+        if market is None or not self.market_running:
+            raise RuntimeError("no market is running")
+
+        def apply():
+            market.rates[symbol] = rate
+        self._on_loop(apply)
+
+    def market_state(self) -> dict:
+        market, task = self._market, self._market_task
+        if market is None:
+            return {"running": False}
+        error = repr(task.exception()) if task and task.done() and not task.cancelled() and task.exception() else None
+        return {"running": self.market_running, "error": error, **self._on_loop(market.summary)}
+
+    async def _run_market(self, m: _Market) -> None:
+        tick = 0.02
+        end = m.started + m.duration_s if m.duration_s is not None else math.inf
+        last = m.started
+        while not m.stopping:
+            await asyncio.sleep(max(0.0, min(tick, end - time.monotonic())))
+            now = min(time.monotonic(), end)
+            dt, last = now - last, now
+            trades: list[dict] = []
+            ts = str(int(time.time() * 1000))
+            for symbol, rate in list(m.rates.items()):
+                if rate <= 0 or not self._subscribable(symbol):
+                    continue
+                acc = m.acc.get(symbol, 0.0) + rate * dt
+                n = int(acc)
+                m.acc[symbol] = acc - n
+                if n:
+                    trades.extend(self._market_trades(m, symbol, n, ts))
+            if trades:
+                await self._emit(trades)
+            if now >= end:
+                break
+        m.ended = time.monotonic()
+
+    def _market_trades(self, m: _Market, symbol: str, n: int, ts: str) -> list[dict]:
+        walk = m.walks.get(symbol)
+        if walk is None:
+            record = self._instruments.get(symbol) or {}
+            tick = Decimal(record.get("tickSz") or "0.1")
+            lot = Decimal(record.get("lotSz") or "0.0001")
+            ticks = max(1, int(Decimal(str(self._ref_px.get(symbol, 100.0))) / tick))
+            with self._tape_lock:
+                ids = self._ids.get(symbol)
+                taped = ids[-1] + 1 if ids else m.first_id
+            next_id = max(taped, self._market_next.get(symbol, 0))
+            walk = m.walks[symbol] = [next_id, ticks, tick, lot, max(-tick.as_tuple().exponent, 0),
+                                      max(-lot.as_tuple().exponent, 0)]
+        next_id, ticks, tick, lot, px_dec, sz_dec = walk
+        rng, out = m.rng, []
+        ids = m.printed.setdefault(symbol, [])
+        for i in range(next_id, next_id + n):
+            ticks = max(1, ticks + rng.randint(-3, 3))
+            out.append({"instId": symbol, "tradeId": str(i), "px": f"{float(ticks * tick):.{px_dec}f}",
+                        "sz": f"{float(rng.randint(1, 2000) * lot):.{sz_dec}f}", "side": rng.choice(("buy", "sell")),
+                        "ts": ts})
+            ids.append(i)
+        walk[0], walk[1] = next_id + n, ticks
+        self._market_next[symbol] = next_id + n
+        return out
+
     @property
     def client_count(self) -> int:
         return len(self._clients)
@@ -265,7 +605,9 @@ class OkxExchange:
         if not self.accepting:
             await ws.close(1013, "try again later")
             return
-        client = Client(ws, channel)
+        self._conn_seq += 1
+        peer = ws.remote_address[0] if ws.remote_address else ""
+        client = Client(ws, channel, conn_id=f"{self._conn_seq:08x}", peer=peer)
         self._clients.add(client)
         self.connections += 1
         try:
@@ -275,6 +617,12 @@ class OkxExchange:
                     self.pings += 1
                     if not self.silent:
                         await ws.send("pong")
+                    continue
+                limit = self.max_request_bytes
+                if limit is not None and len(message if isinstance(message, bytes) else message.encode()) > limit:
+                    self.limit_errors["request_bytes"] += 1
+                    await ws.send(json.dumps({"event": "error", "code": "60012",
+                                              "msg": f"Invalid request: larger than {limit} bytes"}))
                     continue
                 await self._request(client, message)
         except ConnectionClosed:
@@ -289,7 +637,24 @@ class OkxExchange:
         except (ValueError, KeyError, TypeError):
             await client.ws.send(json.dumps({"event": "error", "code": "60012", "msg": f"Invalid request: {message[:100]}"}))
             return
-        if op != "subscribe":
+        if op in OP_LIMITED:
+            client.subscribe_ops += 1
+            limit = self.subscribe_ops_per_hour
+            if limit is not None:
+                now, times = time.monotonic(), client.op_times
+                while times and now - times[0] >= self.subscribe_ops_window_s:
+                    times.popleft()
+                if len(times) >= limit:
+                    self.limit_errors["subscribe_ops"] += 1
+                    self._clients.discard(client)
+                    try:
+                        await client.ws.send(json.dumps(TOO_FREQUENT))
+                    except ConnectionClosed:
+                        pass
+                    await client.ws.close(1008, "Requests too frequent.")
+                    return
+                times.append(now)
+        if op not in ("subscribe", "unsubscribe"):
             await client.ws.send(json.dumps({"event": "error", "code": "60012", "msg": f"Invalid request: {message[:100]}"}))
             return
         for arg in args:
@@ -297,11 +662,16 @@ class OkxExchange:
             if channel != client.channel:
                 await client.ws.send(json.dumps({"event": "error", "code": "60018", "msg": f"Wrong URL or channel:{channel}"}))
                 continue
-            if symbol in self.unknown_symbols:
+            if op == "unsubscribe":  # OKX acks it whether or not it was subscribed
+                client.symbols.discard(symbol)
+                await client.ws.send(json.dumps({"event": "unsubscribe", "arg": {"channel": channel, "instId": symbol},
+                                                 "connId": client.conn_id}))
+                continue
+            if symbol in self.unknown_symbols or not self._subscribable(symbol):
                 await client.ws.send(json.dumps({"event": "error", "code": "60018", "msg": f"Wrong URL or channel:{channel},instId:{symbol} doesn't exist"}))
                 continue
             client.symbols.add(symbol)
-            await client.ws.send(json.dumps({"event": "subscribe", "arg": {"channel": channel, "instId": symbol}, "connId": "sim"}))
+            await client.ws.send(json.dumps({"event": "subscribe", "arg": {"channel": channel, "instId": symbol}, "connId": client.conn_id}))
             # OKX re-sends the latest trade on subscribe (for `trades`, the latest
             # aggregated push, so it replaces itself under DEDUP).
             if symbol in self._last_order:
@@ -437,7 +807,7 @@ class OkxExchange:
     # -- REST ---------------------------------------------------------------
     async def _http(self, connection: ServerConnection, request):
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
+            return self._admit(connection)
         url = urllib.parse.urlsplit(request.path)
         query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         if self.control and url.path.startswith("/sim/"):
@@ -445,9 +815,13 @@ class OkxExchange:
         is_history = url.path == HISTORY_PATH
         if is_history:
             self.rest_requests += 1
+        elif url.path == INSTRUMENTS_PATH:
+            self.instrument_requests += 1
         if self.rest_down:
             self.rest_failed += 1
             return _json(connection, 503, UNAVAILABLE)
+        if url.path == INSTRUMENTS_PATH:
+            return self._serve_instruments(connection, query)
         if not is_history:
             return _json(connection, 404, {"code": "50000", "msg": f"unknown path {url.path}", "data": []})
         now = time.monotonic()
@@ -471,15 +845,56 @@ class OkxExchange:
         self.rest_served += 1
         return _json(connection, 200, {"code": "0", "msg": "", "data": data})
 
-    def _refuse_by_ratio(self) -> bool:
+    def _admit(self, connection: ServerConnection):
+        """A WebSocket upgrade: None to go ahead, or HTTP 429 beyond ``connect_rate_limit``."""
+        limit = self.connect_rate_limit
+        if limit is None:
+            return None
+        ip = connection.remote_address[0] if connection.remote_address else ""
+        now, times = time.monotonic(), self._connects[ip]
+        while times and now - times[0] >= self.connect_window_s:
+            times.popleft()
+        if len(times) >= limit:
+            self.refused_connections += 1
+            self.limit_errors["connect_rate"] += 1
+            return _json(connection, 429, TOO_MANY)
+        times.append(now)
+        return None
+
+    def _serve_instruments(self, connection: ServerConnection, query: dict[str, str]):
+        inst_type, inst_id = query.get("instType", ""), query.get("instId", "")
+        if not inst_type:
+            return _json(connection, 400, {"code": "50014", "msg": "Parameter instType can not be empty.", "data": []})
+        if inst_type not in INST_TYPES:
+            return _json(connection, 400, {"code": "51000", "msg": "Parameter instType error", "data": []})
+        ip = connection.remote_address[0] if connection.remote_address else ""
+        now, calls = time.monotonic(), self._instrument_calls[(ip, inst_type)]
+        while calls and now - calls[0] > RATE_WINDOW_S:
+            calls.popleft()
+        if len(calls) >= RATE_LIMIT:
+            self.instrument_throttled += 1
+            return _json(connection, 429, TOO_MANY)
+        calls.append(now)
+        if self._refuse_by_ratio("instruments"):
+            self.instrument_throttled += 1
+            return _json(connection, 429, TOO_MANY)
+        data = [r for r in self._instruments.values()
+                if r["instType"] == inst_type and (not inst_id or r["instId"] == inst_id)]
+        if inst_id and not data:
+            return _json(connection, 400, {"code": "51001", "data": [],
+                                           "msg": "Instrument ID, Instrument ID code, or Spread ID doesn't exist."})
+        self.instrument_served += 1
+        return _json(connection, 200, {"code": "0", "msg": "", "data": data})
+
+    def _refuse_by_ratio(self, key: str = "history") -> bool:
         ratio = self.rest_429_ratio
-        if ratio != self._ratio_seen:  # changed from outside: count afresh
-            self._ratio_seen, self._ratio_count = ratio, 0
+        if ratio != self._ratio_seen[key]:  # changed from outside: count afresh
+            self._ratio_seen[key], self._ratio_count[key] = ratio, 0
         if ratio <= 0:
             return False
         r = Fraction(min(float(ratio), 1.0)).limit_denominator(1_000_000)
-        self._ratio_count += 1
-        k = self._ratio_count
+        self._ratio_count[key] += 1
+        k = self._ratio_count[key]
         return math.floor(k * r) > math.floor((k - 1) * r)
 
     async def _control(self, connection: ServerConnection, path: str, query: dict[str, str]):
@@ -489,6 +904,21 @@ class OkxExchange:
         [&extra=<JSON list>]: set those REST faults (all checked before any is set) and
         answer the REST state; GET /sim/hide, /sim/forget?symbol=&first_id=&last_id=;
         GET /sim/clear[?symbol=]; GET /sim/items?symbol=&items=<JSON list>: one raw push.
+
+        Instruments, limits, market:
+        GET /sim/instruments[?populate=<n_spot>,<n_swap>[&seed=]][&clear=1]: replace the
+        catalogue with a populated one (or empty it); answers its counts (also without
+        parameters). GET /sim/list?instId=[&instType=SPOT][&state=live][&rate=][&<OKX field>=]:
+        list one (other parameters are OKX fields, e.g. tickSz); with ``rate`` and a market
+        running it also prints at that rate; answers the record. GET /sim/state?instId=&state=.
+        GET /sim/delist?instId=: 404 if not listed. GET /sim/limits[?connect_rate=]
+        [&ops_per_hour=][&max_request_bytes=] (0 or none: off): answers limits and counters.
+        GET /sim/connections: ``connections_info()``. GET /sim/market?total_rate=[&duration=]
+        [&seed=1][&exponent=1][&inst_types=SPOT,SWAP][&first_id=]: start a market over the live
+        instruments of those types (all types if not given) at ``trade_rates(total_rate, ...,
+        seed, exponent)``, for ``duration`` s (absent: until /sim/market?stop=1); 202, 409 if
+        one runs, 400 with no live instrument. /sim/status's ``market``: running, printed
+        {symbol: [first id, last id, count]}, emitted, seconds, achieved_rate, total_rate.
         Bad parameters: 400. These keep working during a REST outage."""
         task = self._firehose_task
         if path == "/sim/status":
@@ -498,8 +928,60 @@ class OkxExchange:
                           for sym in {sym for c in self._clients for sym in c.symbols}}
             return _json(connection, 200, {"clients": len(self._clients), "subscribed": subscribed,
                                            "firehose_running": bool(task and not task.done()),
-                                           "firehose": result, "firehose_error": error, "rest": self.rest_state()})
+                                           "firehose": result, "firehose_error": error, "rest": self.rest_state(),
+                                           "instruments": self.catalogue_state(), "limits": self.limits_state(),
+                                           "market": self.market_state()})
         try:
+            if path == "/sim/instruments":
+                if query.get("clear") in ("1", "true"):
+                    self.clear_instruments()
+                if "populate" in query:
+                    n_spot, n_swap = (int(x) for x in query["populate"].split(","))
+                    self.populate(n_spot, n_swap, int(query.get("seed", "1")))
+                return _json(connection, 200, self.catalogue_state())
+            if path == "/sim/list":
+                fields = {k: v for k, v in query.items() if k not in ("instId", "instType", "state", "rate")}
+                rate = float(query["rate"]) if query.get("rate") else None
+                record = self.list_instrument(query["instId"], query.get("instType") or "SPOT",
+                                              query.get("state") or "live", **fields)
+                if rate is not None and self.market_running:
+                    self._market.rates[record["instId"]] = max(rate, 0.0)
+                return _json(connection, 200, record)
+            if path == "/sim/state":
+                return _json(connection, 200, self.set_state(query["instId"], query["state"]))
+            if path == "/sim/delist":
+                if query["instId"] not in self._instruments:
+                    return _json(connection, 404, {"error": f"{query['instId']} is not listed"})
+                self.delist(query["instId"])
+                return _json(connection, 200, {"ok": True, "delisted": query["instId"]})
+            if path == "/sim/limits":
+                keys = {"connect_rate": "connect_rate", "ops_per_hour": "ops_per_hour",
+                        "max_request_bytes": "max_request_bytes"}
+                given = {name: (None if query[key].lower() in ("", "none") else int(query[key]))
+                         for key, name in keys.items() if key in query}
+                return _json(connection, 200, self.set_limits(**given))
+            if path == "/sim/connections":
+                return _json(connection, 200, {"connections": self._connections_info()})
+            if path == "/sim/market":
+                if query.get("stop") in ("1", "true"):
+                    if self._market:
+                        self._market.stopping = True
+                    return _json(connection, 200, {"stopping": True})
+                if self.market_running:
+                    return _json(connection, 409, {"error": "a market is running"})
+                types = tuple(t for t in query.get("inst_types", "").split(",") if t) or INST_TYPES
+                symbols = self.live_instruments(types)
+                if not symbols:
+                    raise ValueError("no live instrument to print")
+                total = float(query["total_rate"])
+                rates = trade_rates(total, symbols, int(query.get("seed", "1")), float(query.get("exponent", "1")))
+                duration = float(query["duration"]) if query.get("duration") else None
+                if duration is not None and not 0 < duration < math.inf:
+                    raise ValueError(f"duration={duration}")
+                await self._start_market(rates, duration, int(query.get("first_id", "1000000")),
+                                         int(query.get("seed", "1")))
+                return _json(connection, 202, {"started": True, "symbols": len(rates),
+                                               "busiest": [[s, round(r, 3)] for s, r in list(rates.items())[:5]]})
             if path == "/sim/firehose":
                 if task and not task.done():
                     return _json(connection, 409, {"error": "a firehose is running"})
@@ -601,6 +1083,35 @@ class OkxExchange:
                     if len(out) == limit:
                         break
             return out
+
+
+class _Market:
+    """One market run's state; touched on the exchange's loop only (``stopping`` aside)."""
+
+    def __init__(self, rates: dict[str, float], duration_s: float | None, first_id: int, seed: int) -> None:
+        self.rates = dict(rates)
+        self.duration_s = duration_s
+        self.first_id = first_id
+        self.rng = random.Random(seed)
+        self.acc: dict[str, float] = {}
+        self.walks: dict[str, list] = {}  # symbol -> [next id, price in ticks, tick, lot, decimals...]
+        self.printed: dict[str, list[int]] = {}
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.stopping = False
+
+    def ids(self) -> dict[str, list[int]]:
+        return {symbol: list(ids) for symbol, ids in self.printed.items() if ids}
+
+    def summary(self) -> dict:
+        """Per symbol [first id, last id, count]; totals; what was asked."""
+        seconds = (self.ended or time.monotonic()) - self.started
+        emitted = sum(len(ids) for ids in self.printed.values())
+        return {"printed": {s: [ids[0], ids[-1], len(ids)] for s, ids in self.printed.items() if ids},
+                "emitted": emitted, "seconds": round(seconds, 3),
+                "achieved_rate": round(emitted / seconds, 1) if seconds > 0 else 0,
+                "total_rate": round(sum(self.rates.values()), 3), "symbols": len(self.rates),
+                "duration_s": self.duration_s}
 
 
 def _within(ranges: tuple[tuple[int, int], ...], trade_id: int) -> bool:
