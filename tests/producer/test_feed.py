@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from websockets.asyncio.client import connect
 
-from gostream.producer.feed import connect_failure
+from gostream.producer.connection import connect_failure
 from tests.conftest import spare_port
 
 

@@ -37,35 +37,49 @@ async def _connect_publisher(settings: ProducerSettings, on_lost) -> Publisher:
             delay = min(delay * 2, 30.0)
 
 
-async def _resume(store: Store, settings: ProducerSettings, feed: Feed, attempts: int = 4) -> None:
-    """Start from the newest trade id of each symbol in the store, so the first trade after
-    a restart reveals what was missed, however quiet the symbol and however long the
-    producer was down. Not fatal: without it the audit still finds that hole in the store."""
+async def _prepare_store(store: Store, attempts: int = 4) -> bool:
+    """The tables may not be there yet (the consumer makes them too): the same idempotent
+    DDL. Not fatal: without the store the feed still flows, and the audit retries."""
     for attempt in range(1, attempts + 1):
         try:
-            # The tables may not be there yet (the consumer makes them too): same idempotent DDL.
             await asyncio.to_thread(ensure_schema, store.base_url)
-            ids = await asyncio.to_thread(store.last_ids, settings.symbols)
+            return True
         except (OSError, SchemaError) as exc:
-            log.warning("could not read the last trade ids from QuestDB", extra={"error": str(exc)[:300],
-                                                                               "attempt": attempt})
+            log.warning("QuestDB not answering", extra={"error": str(exc)[:300], "attempt": attempt})
             if attempt < attempts:
                 await asyncio.sleep(2 ** (attempt - 1))
-            continue
-        feed.continuity.last_id.update(ids)
-        if ids:
-            log.info("resuming after the trades already stored", extra={"last_ids": ids})
-        return
-    log.error("starting without the last trade ids: the audit will find the restart's hole in the store")
+    log.error("starting without QuestDB: no resume from the store and no history now; the audit finds the holes later")
+    return False
+
+
+def _adopter(store: Store, settings: ProducerSettings, feed_ref: list):
+    """What happens to symbols before they are first subscribed: resume from the newest id
+    in the store (so the first trade reveals what was missed, however quiet the symbol and
+    however long the producer was down), then queue their history."""
+    async def adopt(symbols: set[str]) -> None:
+        feed = feed_ref[0]
+        try:
+            ids = await asyncio.to_thread(store.last_ids, sorted(symbols))
+            for symbol, last_id in ids.items():
+                feed.continuity.last_id.setdefault(symbol, last_id)
+            if ids:
+                log.info("resuming after the trades already stored", extra={"last_ids": dict(list(ids.items())[:50])})
+            await asyncio.to_thread(history.start, store, feed.history, tuple(sorted(symbols)),
+                                    settings.history_window_s)
+        except (OSError, SchemaError) as exc:
+            log.error("no resume or history for these symbols: QuestDB did not answer (the audit finds the holes)",
+                      extra={"error": str(exc)[:300], "symbols": sorted(symbols)[:50]})
+    return adopt
 
 
 async def run(settings: ProducerSettings) -> None:
     publisher: Publisher | None = None
-    feed = Feed(settings, on_trade=lambda trade: publisher.offer(trade))
-
     store = Store(f"http://{settings.questdb_host}:{settings.questdb_http_port}")
+    feed_ref: list = []
+    feed = Feed(settings, on_trade=lambda trade: publisher.offer(trade), adopt=_adopter(store, settings, feed_ref))
+    feed_ref.append(feed)
     auditor = Auditor(
-        store, settings.symbols,
+        store, lambda: tuple(sorted(feed.symbols)),
         Policy(settle_s=settings.audit_settle_s, retry_min_s=settings.hole_retry_min_s,
                retry_max_s=settings.hole_retry_max_s, max_attempts=settings.hole_max_attempts,
                max_ids=settings.hole_max_ids, gone_min_age_s=settings.hole_gone_min_age_s),
@@ -82,18 +96,15 @@ async def run(settings: ProducerSettings) -> None:
         loop.add_signal_handler(sig, main.cancel)
     try:
         publisher = await _connect_publisher(settings, on_lost=feed.lost.add)
-        await _resume(store, settings, feed)
+        await _prepare_store(store)
         auditor.start()
-        try:
-            await asyncio.to_thread(history.start, store, feed.history, settings.symbols, settings.history_window_s)
-        except (OSError, SchemaError) as exc:
-            log.error("history not fetched: QuestDB did not answer", extra={"error": str(exc)[:300]})
         log.info("producer started", extra={"symbols": settings.symbols, "channel": settings.okx_channel})
         recovery = asyncio.create_task(feed.recover_lost(lambda: not publisher.problems()))
         try:
             await feed.run()
         finally:
             recovery.cancel()
+            await feed.close_connections()
     except asyncio.CancelledError:
         log.info("shutting down: flushing kafka")
     finally:

@@ -244,10 +244,13 @@ class Store:
         return [Hole(symbol, row["first_id"], row["last_id"], _us(row["prev_ts"]), _us(row["timestamp"]),
                      _us(row["received_at"]) or 0) for row in rows]
 
-    def load(self, symbols: Iterable[str]) -> list[Entry]:
-        """The ledger's open and unrecoverable holes (DEDUP leaves the latest row per hole)."""
-        names = ",".join(_sql_text(_symbol(s)) for s in symbols)
-        rows = query(self.base_url, f"SELECT * FROM {HOLES_TABLE} WHERE state != 'closed' AND symbol IN ({names})")
+    def load(self, symbols: Iterable[str] | None = None) -> list[Entry]:
+        """The ledger's open and unrecoverable holes (DEDUP leaves the latest row per hole),
+        of ``symbols`` or of every symbol."""
+        where = "state != 'closed'"
+        if symbols is not None:
+            where += f" AND symbol IN ({','.join(_sql_text(_symbol(s)) for s in symbols)})"
+        rows = query(self.base_url, f"SELECT * FROM {HOLES_TABLE} WHERE {where}")
         return [Entry(symbol=r["symbol"], first_id=r["first_id"], last_id=r["last_id"], after_us=_us(r["after_time"]),
                       before_us=_us(r["before_time"]), found_us=_us(r["found_at"]), missing=r["missing"],
                       state=r["state"], attempts=r["attempts"], detail=r["detail"] or "",
@@ -277,10 +280,12 @@ class Auditor:
     # edge (out of order within a millisecond, a slow consumer) are looked at again.
     OVERLAP_US = 60_000_000
 
-    def __init__(self, store: Store, symbols: tuple[str, ...], policy: Policy, submit: Callable[[Fill], object],
-                 pending: Callable[[str, int, int], bool], interval_s: float = 30.0) -> None:
+    def __init__(self, store: Store, symbols: tuple[str, ...] | Callable[[], tuple[str, ...]], policy: Policy,
+                 submit: Callable[[Fill], object], pending: Callable[[str, int, int], bool],
+                 interval_s: float = 30.0) -> None:
         self.store = store
-        self.symbols = symbols
+        # The symbols followed now (they change with SYMBOLS patterns).
+        self.symbols = symbols if callable(symbols) else (lambda: tuple(symbols))
         self.ledger = Ledger(policy)
         self.submit = submit
         self.pending = pending
@@ -325,14 +330,14 @@ class Auditor:
         """One pass over every symbol."""
         started = time.monotonic()
         if not self._loaded:
-            entries = self.store.load(self.symbols)
+            entries = self.store.load()
             with self._lock:
                 self.ledger = Ledger(self.ledger.policy, entries)
             self._loaded = True
             if entries:
                 log.info("ledger loaded", extra={"open": sum(e.state == "open" for e in entries),
                                                  "unrecoverable": sum(e.state != "open" for e in entries)})
-        for symbol in self.symbols:
+        for symbol in self.symbols():
             self._audit_symbol(symbol)
         self._fill_due()
         self.passes += 1

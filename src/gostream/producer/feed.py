@@ -1,27 +1,26 @@
-"""The OKX WebSocket session: connect, subscribe, keep alive, reconnect.
+"""The feed: every instrument followed, spread over as many OKX WebSockets as needed.
 
-Reconnecting is the websockets library's ``async for ws in connect(...)`` iterator,
-which retries failed connection attempts with exponential backoff and jitter. A session
-that ends (server close, missed pong, upgrade notice) just continues the loop.
+``SYMBOLS`` names instruments by id or by pattern; patterns are resolved against OKX's
+instrument list and re-resolved every ``INSTRUMENTS_REFRESH_S``, so a new listing is
+followed within a minute and a delisted one dropped. Each ``Connection`` carries at most
+``MAX_SYMBOLS_PER_CONNECTION`` of them with its own keepalive and reconnect; one dropping
+does not disturb the others. Every frame of every connection comes here: trade-id
+continuity per symbol (gaps go to the REST queue), publishing, and what /readyz says.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
+import re
 import time
-from collections.abc import Callable
-from functools import partial
-
-from websockets.asyncio.client import connect
-from websockets.client import backoff
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from collections.abc import Awaitable, Callable
 
 from gostream.common.trade import Trade
 from gostream.producer import metrics, okx
+from gostream.producer.connection import Connection, Pacer, Reconnect, connect_failure  # noqa: F401 (re-export)
 from gostream.producer.gaps import Continuity, Gap, Lost, Regression
+from gostream.producer.instruments import Catalogue, Listing, inst_type, is_pattern, resolve
 from gostream.producer.rest import Fill, HistoryFetcher, Priority
 from gostream.producer.settings import ProducerSettings
 
@@ -29,132 +28,136 @@ log = logging.getLogger(__name__)
 
 # How long a trade-id regression stays in /readyz after it happened.
 REGRESSION_SHOWN_S = 600.0
-OFFLINE_HINT = "no internet? `make up EXCHANGE=sim` runs a simulated OKX"
-
-
-def connect_failure(exc: BaseException, url: str) -> str:
-    """What went wrong opening the WebSocket, in words a user can act on."""
-    target = url.split("://", 1)[-1].split("/", 1)[0]
-    if isinstance(exc, socket.gaierror):
-        return f"DNS: cannot resolve {target.rsplit(':', 1)[0]} ({exc.strerror or exc})"
-    if isinstance(exc, ConnectionRefusedError):
-        return f"refused: nothing accepts connections at {target}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS: handshake with {target} failed ({exc.reason or exc})"
-    if isinstance(exc, TimeoutError):
-        return f"timeout: no answer from {target} (a firewall dropping packets?)"
-    if isinstance(exc, InvalidStatus):
-        return f"HTTP {exc.response.status_code} from {url} (a proxy or firewall in the way?)"
-    if isinstance(exc, OSError):
-        return f"network: {exc.strerror or exc} reaching {target}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-class Reconnect(Exception):
-    """End this session and open a new connection."""
+_REFUSED_INST = re.compile(r"instId:([A-Za-z0-9-]+)")
 
 
 class Feed:
-    """One WebSocket session at a time; hands every parsed trade to ``on_trade``."""
+    """The connections, and what their frames become. ``adopt`` is awaited with each batch
+    of newly followed symbols before they are subscribed (resume, history)."""
 
-    def __init__(self, settings: ProducerSettings, on_trade: Callable[[Trade], object]) -> None:
+    def __init__(self, settings: ProducerSettings, on_trade: Callable[[Trade], object],
+                 adopt: Callable[[set[str]], Awaitable[None]] | None = None) -> None:
         self.settings = settings
         self.on_trade = on_trade
-        self.subscribed: set[str] = set()
-        self.sessions = 0
+        self.adopt = adopt
         self.received = 0
         self.continuity = Continuity()
         self.lost = Lost()
         # Every REST fill (live gaps first, then the audit's holes) shares its one worker.
         self.history = HistoryFetcher(settings.okx_rest_url, on_trade=on_trade).start()
+        self.catalogue = Catalogue(settings.okx_rest_url)
+        self.symbols: set[str] = set()  # followed now
+        self.connections: list[Connection] = []
+        self._tasks: dict[Connection, asyncio.Task] = {}
+        self._pacer = Pacer()
+        self._listings: list[Listing] | None = None
+        self._resolution_problems: list[str] = []
+        self._refused: dict[str, str] = {}  # symbol -> OKX's error when subscribing it
         self._regressions: list[tuple[float, Regression]] = []
-        self.connect_error = ""  # the last failed connection attempt, until one succeeds
-        self._delays = partial(
-            backoff,
-            initial_delay=settings.reconnect_initial_delay_s,
-            min_delay=settings.reconnect_min_delay_s,
-            max_delay=settings.reconnect_max_delay_s,
-        )
+        metrics.WS_CONNECTED.set_function(lambda: 1 if self.live else 0)
+
+    @property
+    def patterns(self) -> bool:
+        return any(is_pattern(spec) for spec in self.settings.symbols)
 
     @property
     def live(self) -> bool:
-        return self.subscribed >= set(self.settings.symbols)
+        return bool(self.connections) and all(conn.live for conn in self.connections)
 
     def problems(self) -> list[str]:
-        if self.connect_error:
-            return [f"okx: cannot connect: {self.connect_error}" + ("" if self.sessions else f"; {OFFLINE_HINT}")]
-        if self.sessions == 0:
-            return ["okx: never connected"]
-        missing = sorted(set(self.settings.symbols) - self.subscribed)
-        found = [f"okx: not subscribed to {', '.join(missing)}"] if missing else []
+        found = list(self._resolution_problems)
+        if not self.connections and not self.symbols:
+            found.append("okx: no instrument to follow yet")
+        for conn in self.connections:
+            found += [p for p in conn.problems() if p not in found]
+        found += [f"okx: {symbol} refused: {error}" for symbol, error in sorted(self._refused.items())]
         shown_since = time.monotonic() - REGRESSION_SHOWN_S
         found += [f"okx: trade ids of {r.symbol} went back from {r.from_id} to {r.to_id} "
                   f"{time.monotonic() - at:.0f} s ago: another exchange behind OKX_WS_URL, or a reset?"
                   for at, r in self._regressions if at > shown_since]
         return found
 
+    # -- which instruments, on which connection ------------------------------------------
     async def run(self) -> None:
-        s = self.settings
-        quick_failures = self._delays()
-        async for ws in connect(
-            s.okx_ws_url,
-            ping_interval=None,  # OKX wants a text "ping", sent below
-            open_timeout=10,
-            close_timeout=2,
-            max_size=2**22,
-            reconnect_delays=self._delays,
-            process_exception=self._connect_failed,
-        ):
-            started = time.monotonic()
-            self.connect_error = ""
-            self.sessions += 1
-            if self.sessions > 1:
-                metrics.RECONNECTS.inc()
-            log.info("okx connected", extra={"url": s.okx_ws_url, "session": self.sessions})
-            try:
-                await ws.send(okx.subscribe_request(s.okx_channel, s.symbols))
-                await self._session(ws)
-            except (ConnectionClosed, Reconnect, TimeoutError) as exc:
-                log.warning("okx session ended", extra={"reason": f"{type(exc).__name__}: {exc}"})
-            finally:
-                self.subscribed.clear()
-                metrics.WS_CONNECTED.set(0)
-                await ws.close()
-            # The iterator only backs off when connecting fails; a server that accepts
-            # and drops at once would otherwise be hammered (OKX allows 3 connects/s).
-            if time.monotonic() - started < 5:
-                await asyncio.sleep(next(quick_failures))
-            else:
-                quick_failures = self._delays()
-
-    def _connect_failed(self, exc: Exception) -> Exception | None:
-        """Every failed attempt is retried with back-off (a 403 or a bad certificate may be
-        a proxy's passing trouble too); each new kind of failure is said once, loudly."""
-        problem = connect_failure(exc, self.settings.okx_ws_url)
-        if problem != self.connect_error:
-            log.error("okx connect failed", extra={"problem": problem, "hint": OFFLINE_HINT if not self.sessions else ""})
-        self.connect_error = problem
-        metrics.CONNECT_FAILURES.labels(problem.split(":", 1)[0]).inc()
-        return None
-
-    async def _session(self, ws) -> None:
-        s = self.settings
-        # asyncio.timeout rather than wait_for: on Python 3.11 wait_for can swallow a
-        # cancellation (our SIGTERM) that arrives just as a message does.
         while True:
-            try:
-                async with asyncio.timeout(s.ping_interval_s):
-                    message = await ws.recv()
-            except TimeoutError:
-                await ws.send("ping")
-                try:
-                    async with asyncio.timeout(s.pong_timeout_s):
-                        message = await ws.recv()
-                except TimeoutError:
-                    raise Reconnect(f"no answer to ping within {s.pong_timeout_s} s") from None
-            self._handle(okx.parse_frame(message, time.time_ns() // 1000))
+            await self.refresh()
+            wait_s = self.settings.instruments_refresh_s if self.patterns else None
+            if not self._tasks:
+                await asyncio.sleep(self.settings.instruments_refresh_s)
+                continue
+            done, _ = await asyncio.wait(list(self._tasks.values()), timeout=wait_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for conn, task in list(self._tasks.items()):
+                if task in done and not task.cancelled():
+                    # A connection's loop only ends by a bug: say so and start it again.
+                    log.error("okx connection stopped", extra={"connection": conn.index,
+                                                               "error": repr(task.exception())})
+                    self._tasks[conn] = asyncio.create_task(conn.run(), name=f"okx-{conn.index}")
 
-    def _handle(self, frame: okx.Frame) -> None:
+    async def refresh(self) -> None:
+        """Resolve ``SYMBOLS`` again and move the connections to the result."""
+        if self.patterns:
+            kinds = tuple(dict.fromkeys(self.settings.okx_inst_types + tuple(
+                inst_type(spec) for spec in self.settings.symbols if not is_pattern(spec))))
+            try:
+                self._listings = await asyncio.to_thread(self.catalogue.fetch, kinds)
+            except (OSError, ValueError) as exc:
+                log.error("could not list OKX's instruments; keeping the last list",
+                          extra={"error": str(exc)[:300], "inst_types": kinds})
+                if self._listings is None:
+                    self._resolution_problems = [f"instruments: cannot list {', '.join(kinds)}: {str(exc)[:200]}"]
+                    return await self._follow(resolve(self.settings.symbols, None).symbols)
+        resolution = resolve(self.settings.symbols, self._listings)
+        self._resolution_problems = resolution.problems
+        await self._follow(resolution.symbols)
+
+    async def _follow(self, wanted: set[str]) -> None:
+        added, dropped = wanted - self.symbols, self.symbols - wanted
+        if added and self.adopt is not None:
+            await self.adopt(added)
+        if added or dropped:
+            log.info("instruments followed", extra={"count": len(wanted), "added": sorted(added)[:50],
+                                                    "dropped": sorted(dropped)[:50]})
+        self.symbols = set(wanted)
+        for symbol in dropped:
+            self._refused.pop(symbol, None)
+        self._assign()
+
+    def _assign(self) -> None:
+        """Each symbol stays on its connection; new ones fill the connections with room,
+        then new connections; a connection left with nothing closes."""
+        most = self.settings.max_symbols_per_connection
+        placed: set[str] = set()
+        for conn in self.connections:
+            keep = conn.wanted & self.symbols
+            if keep != conn.wanted:
+                conn.carry(keep)
+            placed |= keep
+        waiting = sorted(self.symbols - placed)
+        for conn in self.connections:
+            room = most - len(conn.wanted)
+            if waiting and room > 0:
+                conn.carry(conn.wanted | set(waiting[:room]))
+                waiting = waiting[room:]
+        while waiting:
+            conn = Connection(max((c.index for c in self.connections), default=-1) + 1, self.settings, self._pacer,
+                              self._handle)
+            conn.carry(set(waiting[:most]))
+            waiting = waiting[most:]
+            self.connections.append(conn)
+            self._tasks[conn] = asyncio.create_task(conn.run(), name=f"okx-{conn.index}")
+        for conn in [c for c in self.connections if not c.wanted]:
+            self.connections.remove(conn)
+            self._tasks.pop(conn).cancel()
+            metrics.CONNECTION_UP.remove(conn.label)
+            metrics.CONNECTION_SYMBOLS.remove(conn.label)
+
+    async def close_connections(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    def _handle(self, frame: okx.Frame, conn: Connection) -> None:
         match frame:
             case okx.Trades(trades=trades, rejected=rejected):
                 for reason in rejected:
@@ -174,10 +177,7 @@ class Feed:
                     metrics.LAST_TRADE_TIME.labels(trade.symbol).set(trade.ts_ms / 1000)
                     self.on_trade(trade)
             case okx.Subscribed(symbol=symbol):
-                self.subscribed.add(symbol)
-                if self.live:
-                    metrics.WS_CONNECTED.set(1)
-                    log.info("okx subscribed", extra={"symbols": sorted(self.subscribed)})
+                self._refused.pop(symbol, None)
             case okx.Pong() | okx.OtherEvent():
                 pass
             case okx.Notice(code=okx.UPGRADE_NOTICE, message=message):
@@ -186,7 +186,10 @@ class Feed:
                 log.info("okx notice", extra={"code": code, "detail": message})
             case okx.ExchangeError(code=code, message=message):
                 metrics.EXCHANGE_ERRORS.labels(code).inc()
-                log.error("okx error event", extra={"code": code, "detail": message})
+                log.error("okx error event", extra={"code": code, "detail": message, "connection": conn.index})
+                refused = _REFUSED_INST.search(message)
+                if refused and refused.group(1) in conn.wanted:
+                    self._refused[refused.group(1)] = f"{code} {message}"
             case okx.Rejected(reason=reason, detail=detail):
                 metrics.FRAMES_REJECTED.labels(reason).inc()
                 log.warning("okx frame rejected", extra={"reason": reason, "detail": detail})

@@ -22,7 +22,11 @@ CONNECT_FAILURES = Counter(
     ["kind"],
 )
 RECONNECTS = Counter("gostream_producer_ws_reconnects_total", "WebSocket connections opened after the first")
-WS_CONNECTED = Gauge("gostream_producer_ws_connected", "1 while the WebSocket is open and subscribed")
+WS_CONNECTED = Gauge("gostream_producer_ws_connected", "1 while every OKX WebSocket is open and subscribed")
+CONNECTION_UP = Gauge("gostream_producer_ws_connection_up", "1 while this OKX WebSocket is open and subscribed", ["conn"])
+CONNECTION_SYMBOLS = Gauge("gostream_producer_ws_connection_symbols", "Instruments this OKX WebSocket carries", ["conn"])
+SUBSCRIBE_OPS = Counter("gostream_producer_ws_subscribe_requests_total", "Subscribe and unsubscribe requests sent",
+                        ["op"])
 LAST_TRADE_TIME = Gauge(
     "gostream_producer_last_trade_timestamp_seconds", "Exchange time of the newest trade received", ["symbol"]
 )

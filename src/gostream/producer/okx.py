@@ -83,11 +83,14 @@ class HistoryPage:
     error: str | None = None
 
 
-def subscribe_request(channel: str, symbols: tuple[str, ...]) -> str:
+def subscribe_request(channel: str, symbols: tuple[str, ...], op: str = "subscribe") -> str:
+    """A subscribe (or, with ``op``, unsubscribe) request for ``symbols``."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}, expected one of {CHANNELS}")
+    if op not in ("subscribe", "unsubscribe"):
+        raise ValueError(f"unknown op {op!r}")
     args = [{"channel": channel, "instId": symbol} for symbol in symbols]
-    return json.dumps({"op": "subscribe", "args": args}, separators=(",", ":"))
+    return json.dumps({"op": op, "args": args}, separators=(",", ":"))
 
 
 def parse_trade(item: object, received_us: int) -> Trade:

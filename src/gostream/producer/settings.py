@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from gostream.common.settings import KafkaSettings, QuestDBSettings, SettingsError, require_positive
 from gostream.producer.history import parse_window
+from gostream.producer.instruments import INST_TYPES
 from gostream.producer.okx import CHANNELS
 
 
@@ -14,7 +15,15 @@ class ProducerSettings(KafkaSettings, QuestDBSettings):
     # trades-all (business endpoint): one trade per push; trades (public endpoint):
     # one push per taker order, fills aggregated, with a count.
     okx_channel: str = "trades-all"
+    # Exact OKX instrument ids and shell-style patterns (BTC-USDT,ETH-*,*-USDT-SWAP);
+    # patterns match the live instruments of OKX_INST_TYPES, re-read every
+    # INSTRUMENTS_REFRESH_S (a new listing is followed within that, a delisted one dropped).
     symbols: tuple[str, ...] = ("BTC-USDT",)
+    okx_inst_types: tuple[str, ...] = ("SPOT",)
+    instruments_refresh_s: float = 30.0
+    # Instruments per WebSocket: more are spread over more connections, opened no faster
+    # than OKX's 3 a second.
+    max_symbols_per_connection: int = 100
     health_port: int = 9101
     log_level: str = "INFO"
     # OKX closes a connection after 30 s without traffic: ping well before that.
@@ -60,6 +69,9 @@ class ProducerSettings(KafkaSettings, QuestDBSettings):
             parse_window(self.history_window)
         except ValueError as exc:
             raise SettingsError(f"HISTORY_WINDOW={exc}") from None
+        unknown = [kind for kind in self.okx_inst_types if kind not in INST_TYPES]
+        if unknown:
+            raise SettingsError(f"OKX_INST_TYPES={','.join(self.okx_inst_types)}: expected some of {', '.join(INST_TYPES)}")
         if self.okx_channel not in CHANNELS:
             raise SettingsError(f"OKX_CHANNEL={self.okx_channel!r}: expected one of {', '.join(CHANNELS)}")
         if not self.okx_ws_url.startswith(("ws://", "wss://")):
@@ -73,6 +85,8 @@ class ProducerSettings(KafkaSettings, QuestDBSettings):
             "buffer_max_trades",
             "publish_batch_max",
             "backfill_max_trades",
+            "instruments_refresh_s",
+            "max_symbols_per_connection",
             "audit_interval_s",
             "hole_retry_min_s",
             "hole_retry_max_s",

@@ -1,0 +1,81 @@
+"""Which instruments SYMBOLS names, and how requests for them are cut: pure functions."""
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gostream.producer import okx
+from gostream.producer.connection import MAX_REQUEST_BYTES, Pacer, chunks
+from gostream.producer.instruments import Listing, inst_type, parse_instruments, resolve
+from tests.common.test_trade_properties import json_values
+
+LISTINGS = [Listing("BTC-USDT", "SPOT", "live"), Listing("ETH-USDT", "SPOT", "live"), Listing("ETH-BTC", "SPOT", "live"),
+            Listing("OLD-USDT", "SPOT", "suspend"), Listing("NEW-USDT", "SPOT", "preopen"),
+            Listing("BTC-USDT-SWAP", "SWAP", "live")]
+
+
+def test_patterns_match_live_instruments_only():
+    got = resolve(("ETH-*", "*-USDT"), LISTINGS)
+    assert got.symbols == {"ETH-USDT", "ETH-BTC", "BTC-USDT"} and got.problems == []
+
+
+def test_exact_ids_are_followed_unless_the_list_shows_them_not_live():
+    got = resolve(("BTC-USDT", "OLD-USDT", "XYZ-USDT"), LISTINGS)
+    assert got.symbols == {"BTC-USDT", "XYZ-USDT"}  # OKX itself says XYZ does not exist
+    assert got.problems == ["instruments: OLD-USDT is suspend, not live: not followed"]
+
+
+def test_without_the_list_patterns_wait_and_exact_ids_go_ahead():
+    got = resolve(("BTC-USDT", "*-USDT"), None)
+    assert got.symbols == {"BTC-USDT"}
+
+
+def test_a_pattern_matching_nothing_is_said():
+    assert resolve(("DOGE-*",), LISTINGS).problems == ["instruments: 'DOGE-*' matches no live instrument"]
+
+
+def test_instrument_types_from_ids():
+    assert [inst_type(i) for i in ("BTC-USDT", "BTC-USDT-SWAP", "BTC-USD-250627", "BTC-USD-250627-100000-C")] == [
+        "SPOT", "SWAP", "FUTURES", "OPTION"]
+
+
+def test_the_instrument_list_parser_keeps_good_items():
+    body = json.dumps({"code": "0", "msg": "", "data": [
+        {"instId": "BTC-USDT", "instType": "SPOT", "state": "live", "tickSz": "0.1"},
+        {"instId": "bad id", "instType": "SPOT", "state": "live"}, "junk", {"instId": "ETH-USDT", "state": 3}]})
+    assert parse_instruments(body) == ([Listing("BTC-USDT", "SPOT", "live")], ["bad-instId", "bad-item", "bad-field"],
+                                       None)
+    assert parse_instruments('{"code":"50014","msg":"Parameter instType can not be empty","data":[]}')[2] == \
+        "okx code 50014: Parameter instType can not be empty"
+
+
+@settings(max_examples=200)
+@given(json_values | st.text(max_size=200))
+def test_the_instrument_list_parser_never_raises(value):
+    body = value if isinstance(value, str) else json.dumps(value)
+    listings, rejected, error = parse_instruments(body)
+    assert error is None or listings == []
+
+
+@settings(max_examples=100)
+@given(st.lists(st.from_regex(r"\A[A-Z0-9]{1,20}-[A-Z0-9]{1,20}(-SWAP)?\Z"), max_size=3000, unique=True))
+def test_requests_stay_under_okx_size_limit_and_carry_every_symbol_once(symbols):
+    requests = chunks("trades-all", symbols, "subscribe")
+    assert all(len(r.encode()) <= MAX_REQUEST_BYTES for r in requests)
+    carried = [arg["instId"] for r in requests for arg in json.loads(r)["args"]]
+    assert carried == symbols
+    assert all(json.loads(r)["op"] == "subscribe" for r in requests)
+
+
+def test_unsubscribe_requests():
+    assert json.loads(okx.subscribe_request("trades", ("BTC-USDT",), "unsubscribe")) == {
+        "op": "unsubscribe", "args": [{"channel": "trades", "instId": "BTC-USDT"}]}
+
+
+def test_the_pacer_spaces_connection_attempts_across_connections():
+    pacer = Pacer(per_second=2.5)
+    waits = [pacer.reserve() for _ in range(5)]
+    assert waits[0] == 0
+    # Booked slots 0.4 s apart: five attempts span 1.6 s, never 3 within one second.
+    assert all(abs((b - a) - 0.4) < 0.05 for a, b in zip(waits, waits[1:]))
