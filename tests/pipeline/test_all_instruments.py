@@ -70,6 +70,9 @@ def test_six_hundred_instruments_by_pattern_exactly_once_within_okx_limits(excha
 
     got = wait_for(all_stored, timeout_s=120, message=f"all {total} printed trades stored")
     assert {s: (len(ids), len(ids)) for s, ids in printed.items()} == got  # exactly once, per symbol
+    swap = next(s for s in symbols if s.endswith("-SWAP"))
+    assert sql(f"select distinct inst_type from trades where symbol in ('{swap}', '{NEW}') order by inst_type") == [
+        {"inst_type": "SPOT"}, {"inst_type": "SWAP"}]
     first_new = min(printed[NEW])
     assert sql(f"select min(trade_id) m from trades where symbol = '{NEW}'")[0]["m"] == first_new
     # No request ever broke a limit: nothing refused, no error event.

@@ -18,6 +18,7 @@ TRADES_TABLE = "trades"
 CREATE_TRADES = f"""
 CREATE TABLE IF NOT EXISTS {TRADES_TABLE} (
     symbol SYMBOL CAPACITY 1024 CACHE,
+    inst_type SYMBOL CAPACITY 8 CACHE,
     side SYMBOL CAPACITY 4 CACHE,
     trade_id LONG,
     price DOUBLE,
@@ -69,7 +70,13 @@ CREATE TABLE IF NOT EXISTS {HOLES_TABLE} (
 DEDUP UPSERT KEYS(found_at, symbol, first_id)
 """.strip()
 
-STATEMENTS: tuple[str, ...] = (CREATE_TRADES, CREATE_CANDLES_1M, CREATE_HOLES)
+# What tables made by an earlier version lack.
+UPGRADES: tuple[str, ...] = (
+    # SPOT, SWAP, FUTURES: derivative sizes are in contracts, as OKX sends them.
+    f"ALTER TABLE {TRADES_TABLE} ADD COLUMN IF NOT EXISTS inst_type SYMBOL CAPACITY 8 CACHE",
+)
+
+STATEMENTS: tuple[str, ...] = (CREATE_TRADES, *UPGRADES, CREATE_CANDLES_1M, CREATE_HOLES)
 
 
 class SchemaError(RuntimeError):

@@ -40,6 +40,19 @@ MAX_TRADE_ID = 2**63 - 1
 MAX_COUNT = 2**31 - 1
 
 
+def inst_type(symbol: str) -> str:
+    """OKX's instrument type, from the shape of its id: BTC-USDT-SWAP, BTC-USD-250627
+    (a delivery date: FUTURES), BTC-USD-250627-100000-C (OPTION), else SPOT."""
+    parts = symbol.split("-")
+    if parts[-1] == "SWAP":
+        return "SWAP"
+    if len(parts) == 5 and parts[-1] in ("C", "P"):
+        return "OPTION"
+    if len(parts) == 3 and parts[-1].isdigit():
+        return "FUTURES"
+    return "SPOT"
+
+
 @dataclass(frozen=True, slots=True)
 class Trade:
     symbol: str

@@ -11,7 +11,7 @@ import time
 from questdb import Sender, TimestampMicros, TimestampNanos
 
 from gostream.common.health import observe_many
-from gostream.common.trade import Trade
+from gostream.common.trade import Trade, inst_type
 from gostream.consumer import metrics
 from gostream.common.schema import TRADES_TABLE
 
@@ -35,7 +35,7 @@ class QuestDBSink:
     def add(self, trade: Trade) -> None:
         self._buffer.row(
             TRADES_TABLE,
-            symbols={"symbol": trade.symbol, "side": trade.side},
+            symbols={"symbol": trade.symbol, "inst_type": inst_type(trade.symbol), "side": trade.side},
             columns={
                 "trade_id": trade.trade_id,
                 "price": float(trade.price),

@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-from gostream.common.trade import SYMBOL_PATTERN
+from gostream.common.trade import SYMBOL_PATTERN, inst_type
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +27,6 @@ _GLOB = re.compile(r"[*?\[]")
 
 def is_pattern(spec: str) -> bool:
     return bool(_GLOB.search(spec))
-
-
-def inst_type(inst_id: str) -> str:
-    """OKX's instrument type, from the shape of its id: BTC-USDT-SWAP, BTC-USD-250627
-    (a delivery date: FUTURES), BTC-USD-250627-100000-C (OPTION), else SPOT."""
-    parts = inst_id.split("-")
-    if parts[-1] == "SWAP":
-        return "SWAP"
-    if len(parts) == 5 and parts[-1] in ("C", "P"):
-        return "OPTION"
-    if len(parts) == 3 and parts[-1].isdigit():
-        return "FUTURES"
-    return "SPOT"
 
 
 @dataclass(frozen=True)
