@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # Debian packages the tests need beyond the base machine (Java and Maven are checked too).
 APT_PACKAGES := chromium
 # Settings `make up` passes through to the stack (see README, Configuration).
-export EXCHANGE SIM_RATE SYMBOLS OKX_WS_URL OKX_REST_URL OKX_CHANNEL KAFKA_TOPIC KAFKA_DLQ_TOPIC
+export EXCHANGE SIM_RATE CONSUMERS SYMBOLS OKX_WS_URL OKX_REST_URL OKX_CHANNEL KAFKA_TOPIC KAFKA_DLQ_TOPIC
 
 .PHONY: help venv jars deps up down status logs test chaos clean
 

@@ -19,7 +19,10 @@ STATE_DIR = Path(os.environ.get("GOSTREAM_STACK_DIR", c.ROOT / ".stack"))
 STATE_FILE = STATE_DIR / "state.json"
 # GOSTREAM_PORT_OFFSET moves every port, to run a second stack beside the first (tests).
 PORTS = c.Ports().shifted(int(os.environ.get("GOSTREAM_PORT_OFFSET") or 0))
-TOPIC_PARTITIONS = 3
+# Records are keyed by symbol: partitions bound how many consumers share the load
+# (CONSUMERS=N make up), so there are enough for many symbols. An existing topic keeps
+# its count (kafka-topics.sh --alter --partitions raises it).
+TOPIC_PARTITIONS = 12
 # How long `make up` waits for the producer's feed once everything else is ready.
 FEED_GRACE_S = 30.0
 
@@ -41,14 +44,17 @@ def specs(ports: c.Ports) -> tuple[list[c.Spec], dict]:
         overrides["OKX_WS_URL"] = f"ws://127.0.0.1:{ports.exchange}/ws/v5/business"
         overrides["OKX_REST_URL"] = f"http://127.0.0.1:{ports.exchange}"
     service_env = c.service_env(ports, **overrides)
+    consumers = int(env.get("CONSUMERS", "1"))
+    if not 1 <= consumers <= TOPIC_PARTITIONS:
+        raise SystemExit(f"CONSUMERS={consumers}: expected 1..{TOPIC_PARTITIONS} (the topic's partitions)")
     wanted += [
         c.kafka(data, ports),
         c.questdb(data, ports),
-        c.consumer(ports, service_env),
+        *(c.consumer(ports, service_env, replica) for replica in range(consumers)),
         c.producer(ports, service_env),
         c.api(ports, service_env),
         c.frontend(ports, service_env),
-        c.prometheus(data, ports),
+        c.prometheus(data, ports, consumers=consumers),
     ]
     topics = {service_env["KAFKA_TOPIC"]: TOPIC_PARTITIONS, service_env["KAFKA_DLQ_TOPIC"]: 1}
     return wanted, {"kafka": lambda: c.ensure_topics(ports.kafka, topics)}

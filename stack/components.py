@@ -277,14 +277,20 @@ def producer(ports: Ports, env: dict[str, str]) -> Spec:
     )
 
 
-def consumer(ports: Ports, env: dict[str, str]) -> Spec:
+def consumer(ports: Ports, env: dict[str, str], replica: int = 0) -> Spec:
+    """One consumer of the group; replicas past the first listen 10 ports further each."""
+    port = consumer_port(ports, replica)
     return Spec(
-        name="consumer",
+        name="consumer" if replica == 0 else f"consumer-{replica + 1}",
         argv=[PYTHON, "-m", "gostream.consumer"],
-        env={**env, "HEALTH_PORT": str(ports.consumer)},
-        ready=lambda: http_ok(f"http://127.0.0.1:{ports.consumer}/readyz"),
-        url=f"http://127.0.0.1:{ports.consumer}/metrics",
+        env={**env, "HEALTH_PORT": str(port)},
+        ready=lambda: http_ok(f"http://127.0.0.1:{port}/readyz"),
+        url=f"http://127.0.0.1:{port}/metrics",
     )
+
+
+def consumer_port(ports: Ports, replica: int) -> int:
+    return ports.consumer + 10 * replica
 
 
 def exchange(ports: Ports, rate: float = 20.0, control: bool = False) -> Spec:
@@ -338,12 +344,11 @@ def frontend(ports: Ports, env: dict[str, str]) -> Spec:
 
 
 # -- Prometheus ---------------------------------------------------------------
-def prometheus_config(ports: Ports, scrape_interval: str = "5s") -> dict:
+def prometheus_config(ports: Ports, scrape_interval: str = "5s", consumers: int = 1) -> dict:
     """Scrape every part of the stack, each target labelled ``component`` as the alerting
     rules expect (the chart's monitors set the same label in Kubernetes)."""
     targets = {
         "producer": ports.producer,
-        "consumer": ports.consumer,
         "api": ports.api,
         "frontend": ports.frontend,
         "questdb": ports.questdb_health,
@@ -354,6 +359,9 @@ def prometheus_config(ports: Ports, scrape_interval: str = "5s") -> dict:
          "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"component": name}}]}
         for name, port in targets.items()
     ]
+    jobs.insert(1, {"job_name": "consumer", "metrics_path": "/metrics", "static_configs": [
+        {"targets": [f"127.0.0.1:{consumer_port(ports, r)}" for r in range(consumers)],
+         "labels": {"component": "consumer"}}]})
     jobs.append({"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{ports.prometheus}"]}]})
     return {
         "global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval,
@@ -363,7 +371,7 @@ def prometheus_config(ports: Ports, scrape_interval: str = "5s") -> dict:
     }
 
 
-def prometheus(data: Path, ports: Ports, scrape_interval: str = "5s") -> Spec:
+def prometheus(data: Path, ports: Ports, scrape_interval: str = "5s", consumers: int = 1) -> Spec:
     """Debian's Prometheus (`make monitoring-deps`), its config generated into ``data``."""
     home = data / "prometheus"
     config = home / "prometheus.yml"
@@ -372,7 +380,7 @@ def prometheus(data: Path, ports: Ports, scrape_interval: str = "5s") -> Spec:
         _require("prometheus", "run `make monitoring-deps` (apt-get install prometheus)")
         (home / "tsdb").mkdir(parents=True, exist_ok=True)
         # JSON is YAML: no YAML library needed here.
-        config.write_text(json.dumps(prometheus_config(ports, scrape_interval), indent=2) + "\n")
+        config.write_text(json.dumps(prometheus_config(ports, scrape_interval, consumers), indent=2) + "\n")
 
     return Spec(
         name="prometheus",

@@ -276,7 +276,7 @@ def test_strimzi_resources(render):
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == RELEASE
         assert topic["spec"]["replicas"] == 1
         assert int(topic["spec"]["config"]["retention.ms"]) > 0
-    assert topics["trades"]["spec"]["partitions"] == 3
+    assert topics["trades"]["spec"]["partitions"] == 12
     metrics = kafka["spec"]["kafka"]["metricsConfig"]
     assert metrics["type"] == "jmxPrometheusExporter"
     ref = metrics["valueFrom"]["configMapKeyRef"]

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from stack import components as c
-from tests.conftest import sql, wait_for
+from tests.conftest import metric, sql, wait_for
 
 OFFSET = 12000
 PORTS = c.Ports().shifted(OFFSET)
@@ -19,7 +19,7 @@ PORTS = c.Ports().shifted(OFFSET)
 @pytest.fixture
 def stack_env(tmp_path):
     env = {**os.environ, "GOSTREAM_STACK_DIR": str(tmp_path), "GOSTREAM_PORT_OFFSET": str(OFFSET),
-           "EXCHANGE": "sim", "SIM_RATE": "50"}
+           "EXCHANGE": "sim", "SIM_RATE": "50", "CONSUMERS": "2"}
     yield env, tmp_path
     subprocess.run([sys.executable, "-m", "stack", "down"], env=env, cwd=c.ROOT, capture_output=True, timeout=120)
 
@@ -47,6 +47,13 @@ def test_up_status_restart_down_and_up_again(stack_env):
         assert url in up.stdout
 
     wait_for(lambda: stored() > 0, timeout_s=60, message="simulated trades in QuestDB")
+    # Two consumers share the topic's partitions (CONSUMERS=2).
+    assert {"consumer", "consumer-2"} <= set(components(state_dir))
+    def owned():
+        counts = [metric(c.consumer_port(PORTS, r), "gostream_consumer_assigned_partitions") for r in (0, 1)]
+        return sum(counts) == 12 and all(counts)
+
+    wait_for(owned, timeout_s=60, message="the 12 partitions shared by the two consumers")
     status = stack(env, "status")
     assert status.returncode == 0
     rows = [line.split() for line in status.stdout.splitlines()[1:]]

@@ -288,6 +288,7 @@ class Ingest(ConsumerRebalanceListener):
     # sent asynchronously (if it loses the race with the rebalance, the next owner re-reads
     # rows QuestDB already has, which DEDUP absorbs).
     def on_partitions_revoked(self, revoked) -> None:
+        metrics.ASSIGNED.set(max(0, len(self.consumer.assignment()) - len(revoked)))
         if revoked:
             metrics.PARTITIONS_REVOKED.inc(len(revoked))
             log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked)})
@@ -295,4 +296,5 @@ class Ingest(ConsumerRebalanceListener):
             log.warning("partitions revoked with an unflushed batch; the next owner re-reads it")
 
     def on_partitions_assigned(self, assigned) -> None:
+        metrics.ASSIGNED.set(len(self.consumer.assignment()))
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})

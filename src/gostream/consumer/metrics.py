@@ -25,6 +25,7 @@ STORED_LATENCY = Histogram(
     "Exchange time of a trade to QuestDB acknowledging it",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+ASSIGNED = Gauge("gostream_consumer_assigned_partitions", "Partitions of the topic this consumer reads now")
 HEALTHY = Gauge("gostream_consumer_questdb_healthy", "1 while the last QuestDB flush succeeded")
 
 LAG = Gauge(
