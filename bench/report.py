@@ -90,6 +90,21 @@ def _rows(r: dict) -> list[tuple[str, str, str, str, str]]:
                      + "; peak PSS under load " + ", ".join(f"{k} {v['pss']} MB" for k, v in load.items())
                      + " (a gunicorn service: master + workers; PSS counts their shared pages once)",
                      "<= 80 MB idle per service", _met(all(v["pss"] <= 80 for v in idle.values()))))
+    p8 = b.get("p8")
+    if p8:
+        if "passes" in p8:
+            def one(p: dict) -> str:
+                lat = p["stored_latency_s"]
+                return (f"{p['consumers']} consumer{'s' if p['consumers'] > 1 else ''}: {p['stored']:,} of {p['printed']:,} "
+                        f"stored, exchange->stored p50 <= {lat['p50_le']} s, p99 <= {lat['p99_le']} s; CPU µs/trade "
+                        + ", ".join(f"{k} {v}" for k, v in p["cpu_us_per_trade"].items())
+                        + "; PSS MB " + ", ".join(f"{k} {v}" for k, v in p["pss_mb"].items()))
+            rows.append(("P8 all of OKX", "make bench ONLY=p8",
+                         f"{p8['passes'][0]['instruments_live']} live instruments (400 SPOT + 200 SWAP listed) by pattern, "
+                         f"{p8['total_rate']:,.0f} trades/s skewed for {p8['duration_s']:.0f} s: "
+                         + "; ".join(one(p) for p in p8["passes"]), "measured (no target)", "n/a"))
+        else:
+            rows.append(("P8 all of OKX", "make bench ONLY=p8", f"error: {p8.get('error', '')[:200]}", "", "n/a"))
     p9 = b.get("p9")
     if p9:
         if "first_pass" in p9:
