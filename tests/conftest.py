@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -146,6 +147,15 @@ def sql(query: str, port: int = TEST_PORTS.questdb_http) -> list[dict]:
         body = json.load(response)
     names = [col["name"] for col in body["columns"]]
     return [dict(zip(names, row)) for row in body["dataset"]]
+
+
+def get_json(url: str, timeout_s: float = 5.0) -> tuple[int, object]:
+    """GET ``url``: (HTTP status, JSON body), for error answers too."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
 
 
 def wait_for(check, timeout_s: float = 30.0, interval_s: float = 0.25, message: str = "condition"):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from stack import components as c
 from stack.process import Process
+from tests.conftest import metric
 from tests.okxsim import OkxExchange
 
 log = logging.getLogger("chaos")
@@ -244,7 +245,7 @@ class Chaos:
         self.producer.start()
 
     def _rest_jobs(self) -> float:
-        return _metric(self.ports.producer, "gostream_producer_rest_jobs")
+        return metric(self.ports.producer, "gostream_producer_rest_jobs")
 
     def rest_down(self) -> None:
         self.exchange.rest_outage(self.plan.rest_down_s)
@@ -294,7 +295,7 @@ class Chaos:
 
     def audit(self) -> dict[str, float]:
         symbols = (SYMBOL, QUIET) if self.plan.quiet_every_s else (SYMBOL,)
-        return {s: _metric(self.ports.producer, "gostream_trades_missing", f'symbol="{s}"') for s in symbols}
+        return {s: metric(self.ports.producer, "gostream_trades_missing", f'symbol="{s}"') for s in symbols}
 
     def verify(self, timeout_s: float = 240.0) -> Report:
         deadline = time.monotonic() + timeout_s
@@ -339,19 +340,6 @@ def _sql(port: int, query: str) -> list[dict]:
         body = json.load(response)
     names = [col["name"] for col in body["columns"]]
     return [dict(zip(names, row)) for row in body["dataset"]]
-
-
-def _metric(port: int, name: str, labels: str = "") -> float:
-    """A sample's value (summed over series without ``labels``) from a /metrics; 0 when
-    absent or not answering."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    wanted = f"{name}{{{labels}}} " if labels else None
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if (line.startswith(wanted) if wanted else line.startswith((name + " ", name + "{"))))
 
 
 def _ms(iso: str) -> int:

@@ -6,24 +6,18 @@ import asyncio
 import json
 import re
 import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 
 from websockets.asyncio.client import connect
 
-from tests.conftest import wait_for
+from tests.conftest import get_json, wait_for
 from tests.okxsim import OkxExchange, trade_rates
 
 INSTRUMENTS = "/api/v5/public/instruments"
 
 
 def call(base_url: str, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(base_url + path, timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
+    return get_json(base_url + path)
 
 
 def served(exchange: OkxExchange, inst_type: str, inst_id: str = "") -> list[dict]:

@@ -8,26 +8,20 @@ import json
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import wait_for
+from tests.conftest import get_json, wait_for
 from tests.okxsim import OkxExchange
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def call(base_url: str, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(base_url + path, timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
+    return get_json(base_url + path)
 
 
 def sub(*symbols: str, op: str = "subscribe") -> str:

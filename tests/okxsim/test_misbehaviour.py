@@ -19,19 +19,14 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from tests.conftest import wait_for
+from tests.conftest import get_json, wait_for
 from tests.okxsim import OkxExchange, generate
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def call(base_url: str, path: str) -> tuple[int, dict]:
-    """GET ``path``: (HTTP status, JSON body), for error answers too."""
-    try:
-        with urllib.request.urlopen(base_url + path, timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
+    return get_json(base_url + path)
 
 
 def history_path(symbol: str, **params) -> str:

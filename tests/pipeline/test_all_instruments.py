@@ -1,12 +1,9 @@
 """All of OKX: hundreds of instruments named by pattern, spread over connections within
 OKX's limits, through the whole pipeline; a listing appearing and one delisted mid-run."""
 
-import json
 import time
-import urllib.error
-import urllib.request
 
-from tests.conftest import TEST_PORTS, metric, sql, wait_for
+from tests.conftest import TEST_PORTS, get_json, metric, sql, wait_for
 from tests.okxsim.trades import trade_rates
 from tests.pipeline.test_ingest import producer_env
 
@@ -20,11 +17,8 @@ def stored_counts(symbols: list[str], since_ms: int) -> dict[str, tuple[int, int
 
 
 def readyz() -> tuple[int, list[str]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{TEST_PORTS.producer}/readyz", timeout=5) as response:
-            return response.status, []
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc).get("problems", [])
+    status, body = get_json(f"http://127.0.0.1:{TEST_PORTS.producer}/readyz")
+    return status, body.get("problems", [])
 
 
 def test_six_hundred_instruments_by_pattern_exactly_once_within_okx_limits(exchange, topic, services):

@@ -2,14 +2,11 @@
 ends up holding every trade printed, or the ledger says exactly which ids OKX no longer
 serves. Real producer, consumer, Kafka and QuestDB; the simulated exchange misbehaves."""
 
-import json
 import time
-import urllib.error
-import urllib.request
 
 from kafka import KafkaAdminClient, TopicPartition
 
-from tests.conftest import TEST_PORTS, metric, read_topic, sql, unique, wait_for
+from tests.conftest import TEST_PORTS, get_json, metric, read_topic, sql, unique, wait_for
 from tests.okxsim import generate
 from tests.pipeline.test_ingest import count, expected_rows, producer_env, stored
 
@@ -25,11 +22,8 @@ def ledger(symbol: str) -> list[dict]:
 
 
 def readyz_problems() -> list[str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{PRODUCER}/readyz", timeout=5) as response:
-            return json.load(response).get("problems", [])
-    except urllib.error.HTTPError as exc:
-        return json.load(exc).get("problems", [])
+    status, body = get_json(f"http://127.0.0.1:{PRODUCER}/readyz")
+    return body.get("problems", []) if status != 200 else []
 
 
 def test_a_gap_rest_cannot_fill_while_down_is_healed_by_the_audit(exchange, topic, services):

@@ -1,12 +1,11 @@
 """The completeness audit: the ledger's decisions on their own, then the queries and a
 whole pass against a real QuestDB."""
 
-import time
 
 import pytest
 
 from gostream.common.schema import ensure_schema, query
-from gostream.producer.audit import Auditor, Entry, Hole, Ledger, Policy, Store
+from gostream.producer.audit import Auditor, Hole, Ledger, Policy, Store
 from gostream.producer.rest import Fill, Priority
 from tests.conftest import TEST_PORTS, sql, unique, wait_for
 

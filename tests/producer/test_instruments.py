@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from gostream.producer import okx
 from gostream.producer.connection import MAX_REQUEST_BYTES, Pacer, chunks
-from gostream.producer.instruments import Listing, inst_type, parse_instruments, resolve
+from gostream.common.trade import inst_type
+from gostream.producer.instruments import Listing, parse_instruments, resolve
 from tests.common.test_trade_properties import json_values
 
 LISTINGS = [Listing("BTC-USDT", "SPOT", "live"), Listing("ETH-USDT", "SPOT", "live"), Listing("ETH-BTC", "SPOT", "live"),

@@ -16,11 +16,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
-from gostream.common.trade import Trade
+from gostream.common.trade import Trade, inst_type
 from gostream.producer import metrics, okx
-from gostream.producer.connection import Connection, Pacer, Reconnect, connect_failure  # noqa: F401 (re-export)
+from gostream.producer.connection import Connection, Pacer, Reconnect
 from gostream.producer.gaps import Continuity, Gap, Lost, Regression
-from gostream.producer.instruments import Catalogue, Listing, inst_type, is_pattern, resolve
+from gostream.producer.instruments import Catalogue, Listing, is_pattern, resolve
 from gostream.producer.rest import Fill, HistoryFetcher, Priority
 from gostream.producer.settings import ProducerSettings
 

@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-from gostream.common.trade import SYMBOL_PATTERN, inst_type
+from gostream.common.trade import SYMBOL_PATTERN
 
 log = logging.getLogger(__name__)
 
