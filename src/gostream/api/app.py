@@ -20,8 +20,8 @@ from gostream.api.cache import ResponseCache
 from gostream.api.db import Database, Unavailable, make_engine
 from gostream.api.openapi import document
 from gostream.api.settings import ApiSettings
-from gostream.api.stream import (CATCH_UP, RESUME_MAX, US, Hub, Ticket, encode_event, hello, id_line, parse_event_id, sse,
-                                 waiting_sse)
+from gostream.api.stream import (CATCH_UP, RESUME_MAX, US, Hub, Ticket, encode_event, hello, parse_event_id, sse,
+                                 waiting_sse, with_id)
 from gostream.common.forwarded import trust_forwarded
 from gostream.common.health import mount_health
 from gostream.common.settings import load
@@ -232,15 +232,19 @@ def _stream_head(svc: Services, sub, since: int | None, trades_since: int | None
         rows = market.trades_between(db, symbol, resume, start, RESUME_MAX + 1)
         if behind >= CATCH_UP or len(rows) > RESUME_MAX:
             parts.append(encode_event("reload", {"reason": "too far behind to resume"}))
-            return b"".join(parts) + id_line(start)
+            return b"".join(parts[:-1]) + with_id(parts[-1], start)
         candles_from, limit = resume[0] // US, CATCH_UP
     elif trades_since is not None:
         rows = market.trades_between(db, symbol, (trades_since * 1000, -1), start, validation.MAX_TRADES)
-    for candle in json.loads(market.candles_json(db, symbol, interval, candles_from, None, limit)):
-        parts.append(encode_event("candle", candle))
+    step = interval.seconds
+    key = ("candles", interval.name, None if candles_from is None else candles_from // step * step, limit)
+    parts.append(sub.feed.shared(key, lambda: b"".join(
+        encode_event("candle", candle)
+        for candle in json.loads(market.candles_json(db, symbol, interval, candles_from, None, limit)))))
     if rows:
         parts.append(encode_event("trades", [market._trade(row) for row in rows]))
-    return b"".join(parts) + id_line(start)
+    parts = [part for part in parts if part]
+    return b"".join(parts[:-1]) + with_id(parts[-1], start)  # the position the feed takes over from
 
 
 @bp.get("/openapi.json")

@@ -29,9 +29,16 @@ from psycogreen.gevent import patch_psycopg  # noqa: E402
 
 from gostream.common.gunicorn import child_exit, on_exit, on_starting, pre_fork, settings  # noqa: E402
 
+import resource  # noqa: E402
+
 patch_psycopg()
 
 _stream_max = int(os.environ.get("STREAM_MAX") or 10_000)
+# A stream is a socket: the soft limit on open files (often 1,024) goes up to the hard one.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+_want = _stream_max + 2000 if _hard == resource.RLIM_INFINITY else min(_hard, _stream_max + 2000)
+if _soft != resource.RLIM_INFINITY and _soft < _want:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_want, _hard))
 globals().update(settings("api", port=3000, workers=1, threads=1, graceful_timeout=5, preload=True,
                           worker_class="gevent", worker_connections=_stream_max + 1000))
 __all__ = ["child_exit", "on_exit", "on_starting", "post_worker_init", "pre_fork"]

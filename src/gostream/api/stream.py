@@ -3,10 +3,10 @@
 One ``Feed`` per symbol (per worker process) polls QuestDB for the trades after the last
 it saw, paging on (timestamp, trade_id), a total order, so no millisecond holds it up
 however many fills it has. Each batch is encoded once, per watched interval, into the bytes
-every stream of that symbol writes: a ``trades`` event, the candle of each bucket the batch
+every stream of that symbol writes: the candle of each bucket the batch
 touched (trades for the current minute, the 1m view for whole minutes before, so what the
-browser draws is what /candles would say), then an ``id:`` line, the feed's position
-(``<µs>-<trade id>``). A stream resumes from such an id (Last-Event-ID) exactly where it
+browser draws is what /candles would say), the ``trades`` event last, with an ``id:``, the
+feed's position (``<µs>-<trade id>``). A stream resumes from such an id (Last-Event-ID) exactly where it
 left off.
 
 Trades can land below a feed's position: REST fills of live gaps and the holes the
@@ -72,9 +72,11 @@ def encode_event(name: str, data: object) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def id_line(cursor: Cursor) -> bytes:
-    # Last, after the batch's events: a stream cut inside a batch resumes before it.
-    return f"id: {event_id(cursor)}\n\n".encode()
+def with_id(block: bytes, cursor: Cursor) -> bytes:
+    """An event block carrying the position: browsers keep the id only of an event with
+    data, so it rides on the last event of a batch (a stream cut inside a batch resumes
+    before it)."""
+    return f"id: {event_id(cursor)}\n".encode() + block
 
 
 KEEPALIVE = b": keep-alive\n\n"
@@ -116,6 +118,10 @@ class Feed:
         self.healthy = True
         self.idle_since: float | None = None
         self.holes: list[Hole] = []
+        # What streams starting at the current position are sent first, made once for all of
+        # them: a desk opening thousands of terminals at once asks QuestDB once, not
+        # thousands of times through a pool of 16 connections. Cleared on every batch.
+        self.heads: dict[tuple, list] = {}
         self.thread = threading.Thread(target=self._run, name=f"feed-{symbol}", daemon=True)
 
     # -- streams (hub lock held) ------------------------------------------------
@@ -136,7 +142,32 @@ class Feed:
         if not self.subscribers:
             self.idle_since = time.monotonic()
 
+    def shared(self, key: tuple, make):
+        """``make()`` once for every caller with the same ``key`` at the same position."""
+        with self.hub.lock:
+            key = (key, self.seq)
+            entry = self.heads.get(key)
+            mine = entry is None
+            if mine:
+                entry = self.heads[key] = [threading.Event(), None, None]
+        if mine:
+            try:
+                entry[1] = make()
+            except BaseException as exc:
+                entry[2] = exc
+                with self.hub.lock:
+                    self.heads.pop(key, None)  # the next caller tries again
+                raise
+            finally:
+                entry[0].set()
+            return entry[1]
+        entry[0].wait()
+        if entry[2] is not None:
+            raise entry[2]
+        return entry[1]
+
     def _publish(self, common: bytes, per_interval: dict[str, bytes], counts: dict[str, int]) -> None:
+        self.heads.clear()
         self.seq += 1
         self.log.append((self.seq, common, per_interval))
         for name, n in counts.items():
@@ -153,7 +184,7 @@ class Feed:
             if sub.next_seq < first:
                 return [], True
             name = sub.interval.name
-            out = [common + per.get(name, b"") for _, common, per in
+            out = [per.get(name, b"") + common for _, common, per in
                    itertools.islice(self.log, sub.next_seq - first, None)]
             sub.next_seq = self.seq + 1
             return out, False
@@ -209,7 +240,7 @@ class Feed:
         common, per_interval, counts = self._batch("trades", rows, cursor[0])
         with self.hub.lock:
             self.cursor = cursor
-            self._publish(common + id_line(cursor), per_interval, counts)
+            self._publish(with_id(common, cursor), per_interval, counts)
         return len(rows) == PAGE
 
     def _batch(self, name: str, rows: list[tuple], latest_us: int) -> tuple[bytes, dict[str, bytes], dict[str, int]]:

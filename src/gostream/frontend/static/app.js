@@ -26,7 +26,7 @@
     timer: null,
     generation: 0,
     everLive: false,
-    resyncOnHello: false,
+    lastEventId: null,
     seen: new Set(),
     newestTradeMs: null,
     pulse: "connecting",
@@ -260,6 +260,7 @@
     clearTimeout(state.timer);
     closeStream();
     state.everLive = false;
+    state.lastEventId = null;
     setPulse("connecting");
     $("chart").dataset.loading = "true";
     try {
@@ -289,23 +290,6 @@
     }
   }
 
-  // A stream that came back after a gap: fetch what was missed, keep the stream.
-  async function resync(gen) {
-    try {
-      const [bars, trades, stats] = await Promise.all([
-        getJSON(`/candles?${q()}&interval=${state.interval}`),
-        getJSON(`/trades?${q()}&limit=${TAPE_MAX}`),
-        getJSON(`/stats?${q()}`),
-      ]);
-      if (gen !== state.generation) return;
-      setBars(bars);
-      setTape(trades);
-      state.stats = stats;
-      renderStats();
-      if (bars.length) hideOverlay();
-    } catch (_) { /* the next reconnect tries again */ }
-  }
-
   // -- the live stream ------------------------------------------------------
   function closeStream() {
     if (state.es) { state.es.close(); state.es = null; }
@@ -315,44 +299,53 @@
     if (gen !== state.generation) return;
     closeStream();
     setPulse(state.everLive ? "reconnecting" : "connecting");
-    // From the newest bar and trade we have on: a bucket that closed since /candles gets its
-    // final values, and the tape the trades that landed since /trades.
-    const newest = state.bars[state.bars.length - 1];
-    let since = newest ? `&since=${newest.time}` : "";
-    if (state.newestTradeMs != null) since += `&trades_since=${state.newestTradeMs}`;
-    const es = new EventSource(`/api/stream?${q()}&interval=${state.interval}${since}`);
+    // Re-opened by hand (after an error answer, e.g. 503 when the api holds as many streams
+    // as it may): resume from the last event id, exactly where the stream left off.
+    // Otherwise from the newest bar and trade we have on: a bucket that closed since
+    // /candles gets its final values, and the tape the trades that landed since /trades.
+    let from;
+    if (state.lastEventId) {
+      from = `&last_event_id=${encodeURIComponent(state.lastEventId)}`;
+    } else {
+      const newest = state.bars[state.bars.length - 1];
+      from = newest ? `&since=${newest.time}` : "";
+      if (state.newestTradeMs != null) from += `&trades_since=${state.newestTradeMs}`;
+    }
+    // The browser's own reconnects send Last-Event-ID by themselves.
+    const es = new EventSource(`/api/stream?${q()}&interval=${state.interval}${from}`);
     state.es = es;
     const mine = () => state.es === es && gen === state.generation;
+    const track = (ev) => { if (ev.lastEventId) state.lastEventId = ev.lastEventId; };
     es.addEventListener("hello", () => {
       if (!mine()) return;
       state.streamRetryMs = 1000;
       setPulse("live");
-      if (state.resyncOnHello) resync(gen);
-      state.resyncOnHello = false;
       state.everLive = true;
     });
-    es.addEventListener("candle", (ev) => { if (mine()) applyCandle(JSON.parse(ev.data)); });
-    es.addEventListener("trades", (ev) => { if (mine()) applyTrades(JSON.parse(ev.data)); });
+    es.addEventListener("candle", (ev) => { if (mine()) { track(ev); applyCandle(JSON.parse(ev.data)); } });
+    es.addEventListener("trades", (ev) => { if (mine()) { track(ev); applyTrades(JSON.parse(ev.data)); } });
+    // Trades written late (a hole filled): their bars come as candle events; they are not
+    // the last price.
+    es.addEventListener("late", (ev) => { if (mine()) track(ev); });
+    es.addEventListener("reload", () => { if (mine()) load(); }); // too far behind, or trades at last
     es.addEventListener("status", (ev) => {
       if (!mine()) return;
       const s = JSON.parse(ev.data);
       setPulse(s.ok ? "live" : "degraded", s.error);
-      if (s.ok) resync(gen);
     });
     es.onerror = () => {
       if (!mine()) return;
-      state.resyncOnHello = true;
       setPulse("reconnecting");
       if (es.readyState === EventSource.CLOSED) {
-        // The server answered with an error: the browser will not retry by itself.
+        // The server answered with an error (503 when full): the browser will not retry by
+        // itself. Back off, with jitter so a full api is not hit by every terminal at once.
         state.es = null;
         const wait = state.streamRetryMs;
-        state.streamRetryMs = Math.min(wait * 2, 15000);
-        state.timer = setTimeout(() => openStream(gen), wait);
+        state.streamRetryMs = Math.min(wait * 2, 30000);
+        state.timer = setTimeout(() => openStream(gen), wait / 2 + Math.random() * wait);
       }
     };
   }
-
   // -- completeness of the visible range --------------------------------------
   // /api/completeness for the bars in view: on every change of the visible range (debounced,
   // at most one request at a time) and every 30 s, so a hole that heals turns the badge green.
