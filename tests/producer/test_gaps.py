@@ -39,3 +39,13 @@ def test_symbols_are_independent():
     c.observe(t(10, symbol="BTC-USDT"))
     assert c.observe(t(500, symbol="ETH-USDT")) == (True, None)
     assert c.observe(t(11, symbol="BTC-USDT")) == (True, None)
+
+
+def test_ids_more_than_a_few_below_are_another_feed_taken_and_reported():
+    c = Continuity()
+    c.observe(t(500))  # where the store says the symbol stopped
+    assert c.observe(t(495)) == (False, None)  # within the few ids OKX may re-send
+    assert c.regressions == []
+    assert c.observe(t(200)) == (True, None)  # a reset: 300 below, a quiet symbol's whole feed
+    assert [(r.from_id, r.to_id) for r in c.regressions] == [(500, 200)]
+    assert c.observe(t(201)) == (True, None) and c.observe(t(201)) == (False, None)

@@ -28,8 +28,10 @@ class Gap:
 
 
 # How far below the highest id a trade may be and still count as a repeat. OKX re-sends
-# only its latest trade (the latest aggregated push on `trades`), so a few ids at most.
-REPEAT_WINDOW = 1000
+# only its latest trade (the latest aggregated push on `trades`), whose id is the highest
+# seen: a few ids of slack. Further below is another feed: with a window of 1,000 a quiet
+# symbol's whole feed after an exchange reset was skipped as repeats (bench P8).
+REPEAT_WINDOW = 10
 
 
 @dataclass(frozen=True)
