@@ -12,6 +12,8 @@
 
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
+  const stored = (key, fallback) => { try { return localStorage.getItem(key) ?? fallback; } catch (_) { return fallback; } };
+  const store = (key, value) => { try { localStorage.setItem(key, value); } catch (_) { /* private mode */ } };
   const state = {
     symbol: /^[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){1,4}$/.test(params.get("symbol") || "") ? params.get("symbol") : "BTC-USDT",
     interval: INTERVALS.includes(params.get("interval")) ? params.get("interval") : "1m",
@@ -30,7 +32,39 @@
     seen: new Set(),
     newestTradeMs: null,
     pulse: "connecting",
+    pulseDetail: null,
+    utc: stored("gostream.tz", "utc") !== "local", // times in UTC (default) or the browser's zone
+    shown: null, // "symbol|interval" of the bars on the chart: a load of the same view is a resync
   };
+
+  // -- time: UTC or local, for the time scale, the crosshair, the legend and the tape ------
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  function timeParts(ms) {
+    const d = new Date(ms);
+    return state.utc
+      ? { y: d.getUTCFullYear(), mo: d.getUTCMonth(), d: d.getUTCDate(), h: d.getUTCHours(), mi: d.getUTCMinutes(), s: d.getUTCSeconds() }
+      : { y: d.getFullYear(), mo: d.getMonth(), d: d.getDate(), h: d.getHours(), mi: d.getMinutes(), s: d.getSeconds() };
+  }
+  const clock = (ms) => { const p = timeParts(ms); return `${pad(p.h)}:${pad(p.mi)}:${pad(p.s)}`; };
+  const subMinute = () => ["1s", "5s", "15s"].includes(state.interval);
+  function fullTime(sec) { // the crosshair's time label and the legend
+    const p = timeParts(sec * 1000);
+    const day = `${pad(p.d)} ${MONTHS[p.mo]} ${String(p.y).slice(2)}`;
+    if (state.interval === "1d") return day;
+    return `${day} ${pad(p.h)}:${pad(p.mi)}${subMinute() ? `:${pad(p.s)}` : ""}`;
+  }
+  function tickMark(sec, type) { // LW.TickMarkType: Year, Month, DayOfMonth, Time, TimeWithSeconds
+    const p = timeParts(sec * 1000);
+    switch (type) {
+      case 0: return String(p.y);
+      case 1: return MONTHS[p.mo];
+      case 2: return String(p.d);
+      case 3: return `${pad(p.h)}:${pad(p.mi)}`;
+      default: return `${pad(p.h)}:${pad(p.mi)}:${pad(p.s)}`;
+    }
+  }
+  const zoneName = () => (state.utc ? "UTC" : "Local");
 
   // -- chart ----------------------------------------------------------------
   const chart = LW.createChart($("chart"), {
@@ -46,6 +80,11 @@
     rightPriceScale: { borderColor: "#1e2533" },
     timeScale: { borderColor: "#1e2533", timeVisible: true, secondsVisible: false, rightOffset: 6 },
   });
+  const applyZone = () => chart.applyOptions({
+    localization: { timeFormatter: (t) => fullTime(t) },
+    timeScale: { tickMarkFormatter: (t, type) => tickMark(t, type) },
+  });
+  applyZone();
   const candles = chart.addSeries(LW.CandlestickSeries, {
     upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN,
   });
@@ -54,6 +93,69 @@
   }, 1);
   const volumePane = chart.panes()[1];
   if (volumePane) volumePane.setHeight(110);
+
+  // -- overlays: moving averages and VWAP, computed here from the bars on the chart ----------
+  function sma(bars, n) {
+    const out = [];
+    let sum = 0;
+    for (let i = 0; i < bars.length; i++) {
+      sum += bars[i].close;
+      if (i >= n) sum -= bars[i - n].close;
+      if (i >= n - 1) out.push({ time: bars[i].time, value: sum / n });
+    }
+    return out;
+  }
+  function ema(bars, n) { // seeded with the SMA of the first n closes, then k = 2 / (n + 1)
+    const out = [];
+    if (bars.length < n) return out;
+    const k = 2 / (n + 1);
+    let value = 0;
+    for (let i = 0; i < n; i++) value += bars[i].close / n;
+    out.push({ time: bars[n - 1].time, value });
+    for (let i = n; i < bars.length; i++) {
+      value = bars[i].close * k + value * (1 - k);
+      out.push({ time: bars[i].time, value });
+    }
+    return out;
+  }
+  function vwap(bars) { // session VWAP: typical price (h + l + c) / 3 weighted by volume, from each UTC day's first loaded bar
+    const out = [];
+    let day = null, pv = 0, v = 0;
+    for (const b of bars) {
+      const d = Math.floor(b.time / 86400);
+      if (d !== day) { day = d; pv = 0; v = 0; }
+      pv += ((b.high + b.low + b.close) / 3) * b.volume;
+      v += b.volume;
+      if (v > 0) out.push({ time: b.time, value: pv / v });
+    }
+    return out;
+  }
+  const OVERLAYS = [
+    { key: "sma20", label: "SMA 20", color: "#f0b90b", calc: (bars) => sma(bars, 20) },
+    { key: "ema50", label: "EMA 50", color: "#42a5f5", calc: (bars) => ema(bars, 50) },
+    { key: "vwap", label: "VWAP", color: "#c77dff", calc: vwap },
+  ];
+  const overlayOn = new Set(stored("gostream.overlays", "sma20,vwap").split(",").filter((k) => OVERLAYS.some((o) => o.key === k)));
+  for (const o of OVERLAYS) {
+    o.series = chart.addSeries(LW.LineSeries, {
+      color: o.color, lineWidth: 1, priceLineVisible: false, lastValueVisible: false,
+      crosshairMarkerVisible: false, visible: overlayOn.has(o.key),
+    }, 0);
+  }
+  let overlayTimer = null;
+  function renderOverlays() {
+    clearTimeout(overlayTimer);
+    overlayTimer = null;
+    for (const o of OVERLAYS) {
+      o.series.applyOptions({ visible: overlayOn.has(o.key) });
+      const data = overlayOn.has(o.key) ? o.calc(state.bars) : [];
+      o.series.setData(data);
+      o.values = new Map(data.map((p) => [p.time, p.value]));
+    }
+    renderLegend();
+  }
+  // Live candles: at most a few recomputations a second, however fast the trades come.
+  const scheduleOverlays = () => { if (!overlayTimer) overlayTimer = setTimeout(renderOverlays, 250); };
 
   const toCandle = (c) => ({ time: c.time, open: c.open, high: c.high, low: c.low, close: c.close });
   const toVolume = (c) => ({ time: c.time, value: c.volume, color: c.close >= c.open ? "rgba(38,166,154,.45)" : "rgba(239,83,80,.45)" });
@@ -71,6 +173,7 @@
     if (p !== state.precision) {
       state.precision = p;
       candles.applyOptions({ priceFormat: { type: "price", precision: p, minMove: Math.pow(10, -p) } });
+      for (const o of OVERLAYS) o.series.applyOptions({ priceFormat: { type: "price", precision: p, minMove: Math.pow(10, -p) } });
     }
   }
 
@@ -79,17 +182,40 @@
     $("status-bars").textContent = `${state.bars.length} bars · ${state.interval}`;
   }
 
-  function setBars(list) {
+  // The first index whose bar starts at or after `time`.
+  function barIndex(bars, time) {
+    let lo = 0, hi = bars.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (bars[mid].time < time) lo = mid + 1; else hi = mid; }
+    return lo;
+  }
+
+  // keep: the user's view stays as it is (zoom and scroll), though bars were added on either
+  // side (older pages, a resync): at the right edge it keeps following the newest bar, else
+  // the same bars stay in view at the same width.
+  function setBars(list, keep) {
+    const ts = chart.timeScale();
+    const old = state.bars;
+    const before = keep && old.length ? ts.getVisibleLogicalRange() : null;
     state.bars = list.slice();
     adoptPrecision(list.flatMap((c) => [c.open, c.close]));
     candles.setData(list.map(toCandle));
     volume.setData(list.map(toVolume));
-    chart.timeScale().applyOptions({ secondsVisible: ["1s", "5s", "15s"].includes(state.interval) });
-    // Show the latest ~150 bars (all of them when there are fewer), right edge in view.
-    if (list.length) {
+    ts.applyOptions({ secondsVisible: subMinute() });
+    if (before && list.length) {
+      let shift;
+      if (before.to >= old.length - 1) {
+        shift = list.length - old.length; // following the newest bar
+      } else {
+        const i = Math.min(Math.max(Math.floor(before.to), 0), old.length - 1);
+        shift = barIndex(list, old[i].time) - i;
+      }
+      ts.setVisibleLogicalRange({ from: before.from + shift, to: before.to + shift });
+    } else if (list.length) {
+      // Show the latest ~150 bars (all of them when there are fewer), right edge in view.
       const shown = Math.min(list.length, 150);
-      chart.timeScale().setVisibleLogicalRange({ from: list.length - shown - 0.5, to: list.length + 5 });
+      ts.setVisibleLogicalRange({ from: list.length - shown - 0.5, to: list.length + 5 });
     }
+    renderOverlays();
     showBarCount();
   }
 
@@ -114,9 +240,11 @@
       } else {
         bars.push(c);
         bars.sort((a, b) => a.time - b.time);
-        setBars(bars);
+        setBars(bars, true);
       }
     }
+    scheduleOverlays();
+    if (!legendTime) renderLegend();
     if (bars.length) hideOverlay("empty");
     showBarCount();
     stamp();
@@ -125,8 +253,6 @@
   // -- prices, stats, tape --------------------------------------------------
   const fmt = (x, p) => (x == null ? "—" : Number(x).toLocaleString("en-US", { minimumFractionDigits: p, maximumFractionDigits: p }));
   const fmtVol = (x) => (x == null ? "—" : Number(x).toLocaleString("en-US", { maximumFractionDigits: x >= 1000 ? 0 : 4 }));
-  const pad = (n, w = 2) => String(n).padStart(w, "0");
-  const clock = (ms) => { const d = new Date(ms); return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`; };
 
   function setLastPrice(price) {
     if (state.lastPrice != null && price !== state.lastPrice) state.direction = price > state.lastPrice ? "up" : "down";
@@ -161,6 +287,7 @@
     const li = document.createElement("li");
     li.className = `${t.side}${fresh ? " fresh" : ""}`;
     li.dataset.id = String(t.id);
+    li.dataset.ms = String(t.time_ms);
     li.innerHTML = `<span class="px"></span><span class="sz"></span><span class="t"></span>`;
     li.children[0].textContent = fmt(t.price, state.precision);
     li.children[1].textContent = Number(t.size).toLocaleString("en-US", { maximumFractionDigits: 8 });
@@ -202,7 +329,54 @@
     stamp();
   }
 
-  function stamp() { $("status-updated").textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`; }
+  function stamp() { $("status-updated").textContent = `updated ${clock(Date.now())} ${zoneName()}`; }
+
+  // -- the legend: the bar under the crosshair, the newest one when the cursor is away ------
+  let legendTime = null;
+  function renderLegend() {
+    const bars = state.bars;
+    let i = bars.length - 1;
+    if (legendTime != null) {
+      const j = barIndex(bars, legendTime);
+      if (j < bars.length && bars[j].time === legendTime) i = j;
+    }
+    const b = bars[i];
+    $("legend-title").textContent = `${state.symbol} · ${state.interval}`;
+    const legend = $("legend");
+    legend.dataset.time = b ? String(b.time) : "";
+    if (!b) {
+      $("legend-time").textContent = "";
+      for (const k of ["open", "high", "low", "close", "volume", "change"]) $(`legend-${k}`).textContent = "—";
+      $("legend-overlays").replaceChildren();
+      return;
+    }
+    const base = i > 0 ? bars[i - 1].close : b.open; // change against the previous bar's close
+    const change = b.close - base;
+    const pct = base ? (change / base) * 100 : 0;
+    const dir = change > 0 ? "up" : change < 0 ? "down" : "flat";
+    legend.dataset.direction = dir;
+    $("legend-time").textContent = fullTime(b.time);
+    for (const k of ["open", "high", "low", "close"]) $(`legend-${k}`).textContent = fmt(b[k], state.precision);
+    $("legend-volume").textContent = fmtVol(b.volume);
+    const sign = change > 0 ? "+" : "";
+    $("legend-change").textContent = `${sign}${fmt(change, state.precision)} (${sign}${pct.toFixed(Math.abs(pct) < 0.1 ? 3 : 2)}%)`;
+    state.legend = { time: b.time, open: b.open, high: b.high, low: b.low, close: b.close, volume: b.volume, change, changePct: pct };
+    $("legend-overlays").replaceChildren(...OVERLAYS.filter((o) => overlayOn.has(o.key)).map((o) => {
+      const v = o.values && o.values.get(b.time);
+      state.legend[o.key] = v ?? null;
+      const span = document.createElement("span");
+      span.dataset.overlay = o.key;
+      span.style.color = o.color;
+      span.textContent = `${o.label} ${v == null ? "—" : fmt(v, state.precision)}`;
+      return span;
+    }));
+  }
+  chart.subscribeCrosshairMove((param) => {
+    const t = param && param.point && param.time != null ? param.time : null;
+    if (t === legendTime) return;
+    legendTime = t;
+    renderLegend();
+  });
 
   // -- overlay and pulse ----------------------------------------------------
   function showOverlay(kind, title, text) {
@@ -218,12 +392,39 @@
   }
   function setPulse(s, detail) {
     state.pulse = s;
+    state.pulseDetail = detail || null;
+    renderPulse();
+  }
+
+  // The stream can be open while the feed behind it has stopped (the producer or the exchange
+  // is down): after this long without a trade, counted from the newest trade's exchange time,
+  // "live" becomes "feed stale for N s". Liquid pairs trade every second; 20 s of silence is
+  // a stopped feed far more often than a quiet market, and short enough to notice.
+  const FEED_STALE_S = 20;
+  function staleFor() {
+    if (state.pulse !== "live" || state.newestTradeMs == null) return null;
+    const age = (Date.now() - state.newestTradeMs) / 1000;
+    return age >= FEED_STALE_S ? Math.floor(age) : null;
+  }
+  function ago(s) {
+    if (s < 120) return `${s} s`;
+    if (s < 7200) return `${Math.floor(s / 60)} min`;
+    if (s < 172800) return `${Math.floor(s / 3600)} h`;
+    return `${Math.floor(s / 86400)} d`;
+  }
+  function renderPulse() {
+    const s = state.pulse;
     const p = $("pulse");
     p.dataset.state = s;
     const labels = { connecting: "connecting", live: "live", reconnecting: "reconnecting", degraded: "database unavailable", offline: "offline" };
-    $("pulse-label").textContent = labels[s] || s;
-    p.title = detail || `Live stream: ${labels[s] || s}`;
+    const stale = staleFor();
+    p.dataset.feed = stale == null ? "fresh" : "stale";
+    const label = stale == null ? labels[s] || s : `feed stale for ${ago(stale)}`;
+    if ($("pulse-label").textContent !== label) $("pulse-label").textContent = label;
+    p.title = state.pulseDetail || (stale == null ? `Live stream: ${label}`
+      : `The stream is open, but no trade since ${fullTime(Math.floor(state.newestTradeMs / 1000))} ${zoneName()}`);
   }
+  setInterval(renderPulse, 1000); // the age counts up every second
 
   // -- loading --------------------------------------------------------------
   class ApiError extends Error {
@@ -272,7 +473,17 @@
       if (gen !== state.generation) return;
       state.loadRetryMs = 1000;
       delete $("chart").dataset.loading;
-      setBars(bars);
+      const view = `${state.symbol}|${state.interval}`;
+      if (view === state.shown && state.bars.length && bars.length) {
+        // A resync of the view on screen: the fresh bars replace ours from their first on, the
+        // older pages the user scrolled to stay, and so do the zoom and scroll.
+        setBars(state.bars.slice(0, barIndex(state.bars, bars[0].time)).concat(bars), true);
+      } else {
+        Object.assign(older, { busy: false, done: false, token: null });
+        $("history").hidden = true;
+        setBars(bars, false);
+      }
+      state.shown = view;
       setTape(trades);
       state.stats = stats;
       renderStats();
@@ -289,6 +500,51 @@
       state.timer = setTimeout(load, wait);
     }
   }
+
+  // -- older bars as the user scrolls left ------------------------------------------------
+  // /candles with `to` just before the oldest bar: HISTORY_PAGE buckets per page, merged and
+  // set again (update() cannot insert older bars) with the visible range kept.
+  const HISTORY_PAGE = 500;
+  const HISTORY_MARGIN = 30; // fewer bars than this left of the view: fetch the next page
+  const HISTORY_PROBES = 3; // empty windows of 5,000 buckets before the start of the data is assumed
+  const older = { busy: false, done: false, token: null };
+
+  function nearLeftEdge() {
+    const r = chart.timeScale().getVisibleLogicalRange();
+    return r != null && state.bars.length > 0 && r.from < HISTORY_MARGIN;
+  }
+
+  async function loadOlder() {
+    if (older.busy || older.done || !nearLeftEdge()) return;
+    const gen = state.generation;
+    const step = STEP_S[state.interval];
+    const token = {};
+    Object.assign(older, { busy: true, token });
+    $("history").hidden = false;
+    let more = false;
+    try {
+      let to = state.bars[0].time - 1, limit = HISTORY_PAGE, page = [];
+      for (let probe = 0; ; probe++) {
+        page = await getJSON(`/candles?${q()}&interval=${state.interval}&to=${to}&limit=${limit}`);
+        if (gen !== state.generation) return;
+        if (page.length) break;
+        to -= limit * step; // a window without trades (the feed was down): look further back
+        limit = 5000;
+        if (probe >= HISTORY_PROBES || to < 0) { older.done = true; return; }
+      }
+      const first = state.bars[0].time;
+      const add = page.filter((b) => b.time < first);
+      if (!add.length) { older.done = true; return; }
+      setBars(add.concat(state.bars), true);
+      more = true;
+    } catch (_) {
+      // tried again on the next scroll
+    } finally {
+      if (older.token === token) { older.busy = false; $("history").hidden = true; }
+    }
+    if (more) loadOlder(); // a wide view may still reach past the new oldest bar
+  }
+  chart.timeScale().subscribeVisibleLogicalRangeChange(() => { loadOlder(); });
 
   // -- the live stream ------------------------------------------------------
   function closeStream() {
@@ -346,6 +602,7 @@
       }
     };
   }
+
   // -- completeness of the visible range --------------------------------------
   // /api/completeness for the bars in view: on every change of the visible range (debounced,
   // at most one request at a time) and every 30 s, so a hole that heals turns the badge green.
@@ -445,24 +702,70 @@
     history.replaceState(null, "", url);
   }
 
+  function selectInterval(name) {
+    if (name === state.interval || !INTERVALS.includes(name)) return;
+    state.interval = name;
+    for (const b of $("intervals").children) b.setAttribute("aria-pressed", String(b.dataset.interval === name));
+    remember();
+    load();
+  }
+
   function renderIntervals() {
-    const nav = $("intervals");
-    nav.replaceChildren(...INTERVALS.map((name) => {
+    $("intervals").replaceChildren(...INTERVALS.map((name, i) => {
       const b = document.createElement("button");
       b.type = "button";
       b.textContent = name;
       b.dataset.interval = name;
+      if (i < 9) b.title = `${name} (key ${i + 1})`;
       b.setAttribute("aria-pressed", String(name === state.interval));
+      b.addEventListener("click", () => selectInterval(name));
+      return b;
+    }));
+  }
+
+  // Keys 1..9: the toolbar's intervals in order (not while typing in a field).
+  document.addEventListener("keydown", (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.isComposing || !/^[1-9]$/.test(ev.key)) return;
+    const t = ev.target;
+    if (t && (t.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(t.tagName))) return;
+    ev.preventDefault();
+    selectInterval(INTERVALS[Number(ev.key) - 1]);
+  });
+
+  function renderOverlayToggles() {
+    $("overlays").replaceChildren(...OVERLAYS.map((o) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.overlay = o.key;
+      b.style.setProperty("--swatch", o.color);
+      b.textContent = o.label;
+      b.setAttribute("aria-pressed", String(overlayOn.has(o.key)));
       b.addEventListener("click", () => {
-        if (name === state.interval) return;
-        state.interval = name;
-        for (const other of nav.children) other.setAttribute("aria-pressed", String(other === b));
-        remember();
-        load();
+        if (overlayOn.has(o.key)) overlayOn.delete(o.key); else overlayOn.add(o.key);
+        b.setAttribute("aria-pressed", String(overlayOn.has(o.key)));
+        store("gostream.overlays", [...overlayOn].join(","));
+        renderOverlays();
       });
       return b;
     }));
   }
+
+  function renderZone() {
+    const b = $("tz");
+    b.textContent = zoneName();
+    b.setAttribute("aria-pressed", String(!state.utc));
+    b.title = state.utc ? "Times in UTC: click for local time" : "Times in local time: click for UTC";
+    $("tape-tz").textContent = zoneName();
+    for (const li of $("tape").children) li.children[2].textContent = clock(Number(li.dataset.ms));
+    applyZone();
+    renderLegend();
+    stamp();
+  }
+  $("tz").addEventListener("click", () => {
+    state.utc = !state.utc;
+    store("gostream.tz", state.utc ? "utc" : "local");
+    renderZone();
+  });
 
   $("symbol").addEventListener("change", (ev) => {
     state.symbol = ev.target.value;
@@ -480,10 +783,21 @@
     get loading() { return $("chart").dataset.loading === "true"; },
     get lastPrice() { return state.lastPrice; },
     get completeness() { return comp.body; },
+    get legend() { return state.legend ? { ...state.legend } : null; },
+    get overlays() { return Object.fromEntries(OVERLAYS.map((o) => [o.key, o.series.data().map((p) => ({ time: p.time, value: p.value }))])); },
+    get utc() { return state.utc; },
+    get feed() { return { stale: staleFor() != null, staleForS: staleFor(), newestTradeMs: state.newestTradeMs }; },
+    get loadingOlder() { return older.busy; },
+    get historyDone() { return older.done; },
+    formatTick: (sec, type) => tickMark(sec, type),
     chart,
   };
+  window.__terminal = window.terminal;
 
   renderIntervals();
+  renderOverlayToggles();
+  renderZone();
+  remember(); // the URL always names the view, so it can be shared
   loadSymbols();
   load();
 })();
