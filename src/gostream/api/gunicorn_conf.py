@@ -1,7 +1,7 @@
 """gunicorn settings for the api: ``gunicorn -c python:gostream.api.gunicorn_conf gostream.api.wsgi:app``.
 
-Worker model: gevent. Each open /stream is a greenlet waiting on its symbol's feed (a few
-kB; bench P7: ~7 kB per stream), not one of 64 threads: one worker holds STREAM_MAX
+Worker model: gevent. Each open /stream is a greenlet waiting on its symbol's feed (~30 kB
+of RSS per stream, bench P7), not one of 64 threads: one worker holds STREAM_MAX
 (10,000) streams, and /healthz, /readyz, /metrics and /candles are each served by a
 greenlet of their own at once, never queued behind viewers. The worker accepts
 STREAM_MAX + 1,000 connections, so requests and probes always have room above the

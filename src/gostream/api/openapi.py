@@ -167,13 +167,24 @@ def document() -> dict:
                     "the newest bar it loaded from `/candles`, so a bucket that closed in between gets its final "
                     f"values. With `trades_since` (the time of the newest trade it has), a `trades` event with the "
                     f"trades from that millisecond on follows (at most {MAX_TRADES}, oldest first; the client drops "
-                    "the ids it has).",
+                    "the ids it has).\n\n"
+                    "Each live batch is the `candle` events of the buckets it touched, then its `trades` event "
+                    "with an `id:` (`<µs>-<trade id>`: the stream's position in (time, trade id) order; the "
+                    "events a stream starts with end with the position it starts from). With `Last-Event-ID` "
+                    "(or `last_event_id`) a stream resumes exactly: the trades after that position and the "
+                    "buckets from its one on, or `reload` {reason} when that is too far behind (load `/candles` "
+                    "again). `late` (an array of Trade): trades written below the position (a filled hole), "
+                    "followed by their buckets' candles. A symbol without trades: keep-alives, then `reload` "
+                    "once it has some. 503 with `Retry-After` when the api holds `STREAM_MAX` streams.",
                     "parameters": [
                         _symbol(),
                         _interval(),
                         _param("since", "Epoch seconds: the client's newest bar (whole bucket).", epoch),
                         _param("trades_since", "Epoch milliseconds: the client's newest trade.",
                                {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_S * 1000}),
+                        _param("last_event_id", "The last event id the client got (`<µs>-<trade id>`), as the "
+                               "`Last-Event-ID` header a browser sends on its own reconnects: resume from there.",
+                               {"type": "string", "pattern": "^[0-9]{1,19}-(-1|[0-9]{1,19})$"}),
                     ],
                     "responses": {
                         "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
