@@ -282,7 +282,7 @@ def test_status_says_when_the_feed_is_stale(frontend, browser):  # noqa: F811
     page.wait_for_function("() => window.terminal.pulse === 'live'", timeout=20_000)
     assert page.evaluate("() => window.terminal.feed.newestTradeMs") == int(at * 1000)
     # The stream stays open, no trade comes: "feed stale for N s", N counting up every second.
-    page.wait_for_function("() => window.terminal.feed.stale", timeout=40_000)
+    page.wait_for_function("() => document.getElementById('pulse').dataset.feed === 'stale'", timeout=40_000)
     pulse = page.locator("#pulse")
     assert pulse.get_attribute("data-state") == "live" and pulse.get_attribute("data-feed") == "stale"
     label = page.locator("#pulse-label").inner_text()

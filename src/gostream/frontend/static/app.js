@@ -210,10 +210,12 @@
         shift = barIndex(list, old[i].time) - i;
       }
       ts.setVisibleLogicalRange({ from: before.from + shift, to: before.to + shift });
+      older.placedFrom = before.from + shift;
     } else if (list.length) {
       // Show the latest ~150 bars (all of them when there are fewer), right edge in view.
       const shown = Math.min(list.length, 150);
       ts.setVisibleLogicalRange({ from: list.length - shown - 0.5, to: list.length + 5 });
+      older.placedFrom = list.length - shown - 0.5;
     }
     renderOverlays();
     showBarCount();
@@ -505,13 +507,15 @@
   // /candles with `to` just before the oldest bar: HISTORY_PAGE buckets per page, merged and
   // set again (update() cannot insert older bars) with the visible range kept.
   const HISTORY_PAGE = 500;
-  const HISTORY_MARGIN = 30; // fewer bars than this left of the view: fetch the next page
+  // Fewer bars than this left of the view, the user having scrolled further left than the
+  // page put it: fetch the next page.
+  const HISTORY_MARGIN = 30;
   const HISTORY_PROBES = 3; // empty windows of 5,000 buckets before the start of the data is assumed
-  const older = { busy: false, done: false, token: null };
+  const older = { busy: false, done: false, token: null, placedFrom: Infinity };
 
   function nearLeftEdge() {
     const r = chart.timeScale().getVisibleLogicalRange();
-    return r != null && state.bars.length > 0 && r.from < HISTORY_MARGIN;
+    return r != null && state.bars.length > 0 && r.from < HISTORY_MARGIN && r.from < older.placedFrom - 0.01;
   }
 
   async function loadOlder() {
@@ -521,7 +525,6 @@
     const token = {};
     Object.assign(older, { busy: true, token });
     $("history").hidden = false;
-    let more = false;
     try {
       let to = state.bars[0].time - 1, limit = HISTORY_PAGE, page = [];
       for (let probe = 0; ; probe++) {
@@ -536,13 +539,11 @@
       const add = page.filter((b) => b.time < first);
       if (!add.length) { older.done = true; return; }
       setBars(add.concat(state.bars), true);
-      more = true;
     } catch (_) {
       // tried again on the next scroll
     } finally {
       if (older.token === token) { older.busy = false; $("history").hidden = true; }
     }
-    if (more) loadOlder(); // a wide view may still reach past the new oldest bar
   }
   chart.timeScale().subscribeVisibleLogicalRangeChange(() => { loadOlder(); });
 
