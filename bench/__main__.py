@@ -21,7 +21,7 @@ import traceback
 from bench import report
 from bench.common import RESULTS, Stack, machine
 
-ALL = ("p1", "p2", "p3", "p4", "p5", "p6", "p8", "p9")
+ALL = ("p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9")
 
 
 def images() -> dict:
@@ -90,6 +90,10 @@ def main() -> int:
             from bench import browser
 
             attempt("p5", lambda: browser.run(stack))
+        if "p7" in only:
+            from bench import p7_streams
+
+            attempt("p7", lambda: p7_streams.run(stack))
         if "p8" in only:
             from bench import p8_instruments
 

@@ -90,6 +90,24 @@ def _rows(r: dict) -> list[tuple[str, str, str, str, str]]:
                      + "; peak PSS under load " + ", ".join(f"{k} {v['pss']} MB" for k, v in load.items())
                      + " (a gunicorn service: master + workers; PSS counts their shared pages once)",
                      "<= 80 MB idle per service", _met(all(v["pss"] <= 80 for v in idle.values()))))
+    p7 = b.get("p7")
+    if p7:
+        if "steps" in p7:
+            idle = p7["candles_idle_ms"].get("p99")
+            steps = "; ".join(
+                f"{s['streams']:,}: {s.get('connected', 0):,} open, every trade to every stream "
+                f"{'yes' if s.get('every_stream_every_trade') else 'no'}, delivery p99 {s.get('latency_ms', {}).get('p99')} ms, "
+                f"/candles p99 {s['candles_ms'].get('p99')} ms, api RSS {s.get('api_idle_rss_mb')} MB "
+                f"({s.get('api_rss_mb_per_1000_streams')} MB per 1,000), CPU {s.get('api_cpu_pct')} %"
+                for s in p7["steps"])
+            fe = p7.get("frontend_step", {})
+            rows.append(("P7 live terminals", f"make bench ONLY=p7 ({p7['rate']} trades/s, {p7['duration_s']} s a step)",
+                         f"held {p7['held_streams']:,} streams; /candles p99 idle {idle} ms; {steps}; through the "
+                         f"frontend ({fe.get('streams', 0):,} asked): {fe.get('connected', 0):,} open",
+                         "10,000 streams, delivery p99 <= 250 ms, /candles p99 <= 1.5x idle",
+                         _met(p7["held_streams"] >= 10_000)))
+        else:
+            rows.append(("P7 live terminals", "make bench ONLY=p7", f"error: {p7.get('error', '')[:200]}", "", "n/a"))
     p8 = b.get("p8")
     if p8:
         if "passes" in p8:

@@ -11,7 +11,7 @@
 #   make bench ONLY=p9 P9_ROWS=1000000   the completeness audit over a smaller store
 
 N ?= 2000000
-ONLY ?= p1,p2,p3,p4,p5,p6,p8,p9
+ONLY ?= p1,p2,p3,p4,p5,p6,p7,p8,p9
 RATES ?= 2000,5000,10000,20000,50000
 DURATION ?= 60
 PER_PUSH ?= 1
