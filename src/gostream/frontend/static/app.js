@@ -450,12 +450,28 @@
     } catch (_) { /* the stream's own state shows trouble */ }
   }
 
+  // Every symbol with trades (hundreds when following all of OKX) as the picker's search
+  // list: the browser filters a datalist as the user types, without a frame per option.
   async function loadSymbols() {
-    const select = $("symbol");
     let names = [];
     try { names = (await getJSON("/symbols")).map((s) => s.symbol); } catch (_) { /* keep the current one */ }
     if (!names.includes(state.symbol)) names.unshift(state.symbol);
-    select.replaceChildren(...names.map((n) => new Option(n, n, n === state.symbol, n === state.symbol)));
+    state.symbols = new Set(names);
+    const options = document.createDocumentFragment();
+    for (const name of names) options.append(new Option(name, name));
+    $("symbol-list").replaceChildren(options);
+    if (document.activeElement !== $("symbol")) $("symbol").value = state.symbol;
+  }
+
+  function pickSymbol(value) {
+    const name = value.trim().toUpperCase();
+    const known = state.symbols && state.symbols.has(name);
+    $("symbol").setAttribute("aria-invalid", known || !name ? "false" : "true");
+    if (!known || name === state.symbol) return;
+    state.symbol = name;
+    state.everLive = false;
+    remember();
+    load();
   }
 
   async function load() {
@@ -768,12 +784,16 @@
     renderZone();
   });
 
-  $("symbol").addEventListener("change", (ev) => {
-    state.symbol = ev.target.value;
-    state.everLive = false;
-    remember();
-    load();
+  // A pick from the list fires input with a whole name; typing goes on until Enter or a blur.
+  $("symbol").addEventListener("input", (ev) => {
+    if (state.symbols && state.symbols.has(ev.target.value)) pickSymbol(ev.target.value);
   });
+  $("symbol").addEventListener("change", (ev) => pickSymbol(ev.target.value));
+  $("symbol").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") pickSymbol(ev.target.value);
+    if (ev.key === "Escape") { ev.target.value = state.symbol; ev.target.blur(); }
+  });
+  $("symbol").addEventListener("focus", (ev) => ev.target.select());
 
   // For tests and the curious: the terminal's state.
   window.terminal = {
