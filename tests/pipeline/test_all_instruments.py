@@ -17,7 +17,10 @@ def stored_counts(symbols: list[str], since_ms: int) -> dict[str, tuple[int, int
 
 
 def readyz() -> tuple[int, list[str]]:
-    status, body = get_json(f"http://127.0.0.1:{TEST_PORTS.producer}/readyz")
+    try:
+        status, body = get_json(f"http://127.0.0.1:{TEST_PORTS.producer}/readyz")
+    except OSError:  # not listening yet
+        return 0, []
     return status, body.get("problems", [])
 
 
@@ -74,3 +77,19 @@ def test_six_hundred_instruments_by_pattern_exactly_once_within_okx_limits(excha
     assert limits["refused_connections"] == 0 and not any(limits["limit_errors"].values()), limits
     assert metric(TEST_PORTS.producer, "gostream_producer_exchange_errors_total") == 0
     assert producer.popen.poll() is None
+
+
+def test_an_exact_id_okx_does_not_know_is_said_not_fatal(exchange, topic, services):
+    good, bad = "GOODX-USDT", "NOPEX-USDT"
+    exchange.unknown_symbols.add(bad)
+    services.start("consumer", topic)
+    producer = services.start("producer", topic, **producer_env(exchange, f"{good},{bad}"), wait=False)
+    wait_for(lambda: any(p.startswith(f"okx: {bad} refused: 60018") for p in readyz()[1]), timeout_s=30,
+             message="the unknown id in /readyz")
+    exchange.emit([{"instId": good, "tradeId": "7", "px": "1.5", "sz": "2", "side": "buy",
+                    "ts": str(int(time.time() * 1000))}])
+    wait_for(lambda: sql(f"select count() n from trades where symbol = '{good}'")[0]["n"] == 1,
+             message="the known symbol's trade stored")
+    assert producer.popen.poll() is None
+    log = producer.log_path.read_text()
+    assert "okx error event" in log and bad in log
