@@ -47,6 +47,19 @@ def candles_latency(port: int, prefix: str, duration_s: float, stop: threading.E
     return {**percentiles(took), "errors": errors}
 
 
+def drained(port: int, timeout_s: float = 60) -> None:
+    """Wait until the api has let go of the streams the last step closed: it notices a closed
+    connection when it next writes to it (a batch or a keep-alive, every 15 s when quiet), and
+    until then the stream counts against STREAM_MAX."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        if any(line.startswith("gostream_api_open_streams ") and float(line.split()[1]) == 0 for line in text.splitlines()):
+            return
+        time.sleep(1)
+
+
 class Client:
     def __init__(self, port: int, path: str, n: int) -> None:
         self.process = subprocess.Popen([c.PYTHON, "-m", "bench.p7_client", str(port), path, str(n)],
@@ -116,7 +129,7 @@ def run(stack: Stack, duration_s: int = 20, steps=STEPS) -> dict:
     for n in steps:
         result["steps"].append(step(api, exchange, PORTS.api, "", n, first_id, duration_s))
         first_id += duration_s * RATE + 1000
-        time.sleep(5)  # the closed streams leave the api
+        drained(PORTS.api)
         print(json.dumps(result["steps"][-1]), flush=True)
     result["frontend_step"] = step(api, exchange, PORTS.frontend, "/api", FRONTEND_STEP, first_id, duration_s)
     result["frontend_step"]["frontend_peak_rss_mb"] = memory_mb(frontend.pid).get("rss")

@@ -1,6 +1,6 @@
 """gunicorn settings for the api: ``gunicorn -c python:gostream.api.gunicorn_conf gostream.api.wsgi:app``.
 
-Worker model: gevent. Each open /stream is a greenlet waiting on its symbol's feed (~30 kB
+Worker model: gevent. Each open /stream is a greenlet waiting on its symbol's feed (~20 kB
 of RSS per stream, bench P7), not one of 64 threads: one worker holds STREAM_MAX
 (10,000) streams, and /healthz, /readyz, /metrics and /candles are each served by a
 greenlet of their own at once, never queued behind viewers. The worker accepts
