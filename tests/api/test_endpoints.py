@@ -130,7 +130,7 @@ def test_openapi_document_is_valid_and_complete(api):
     assert params["/candles"] == {"symbol", "interval", "from", "to", "limit"}
     assert params["/trades"] == {"symbol", "limit"}
     assert params["/stats"] == {"symbol"}
-    assert params["/stream"] == {"symbol", "interval", "since", "trades_since"}
+    assert params["/stream"] == {"symbol", "interval", "since", "trades_since", "last_event_id"}
     assert params["/completeness"] == {"symbol", "from", "to"}
     for path in ("/candles", "/trades", "/stats", "/completeness", "/stream", "/symbols"):
         assert {"200", "400", "503"} <= set(doc["paths"][path]["get"]["responses"]), path

@@ -2,58 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
 
 import pytest
 
 from gostream.api.stream import CATCH_UP
 from tests.api.pipeline import assert_candles_equal, expected_candles
+from tests.api.sse import SSE
 from tests.conftest import TEST_PORTS
-
-
-class SSE:
-    """A minimal event-stream reader over http.client."""
-
-    def __init__(self, port: int, path: str) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.conn.request("GET", path, headers={"Accept": "text/event-stream"})
-        self.response = self.conn.getresponse()
-        self.comments: list[str] = []
-
-    def events(self):
-        name, data = "message", []
-        while True:
-            line = self.response.fp.readline()
-            if not line:
-                return
-            line = line.decode().rstrip("\r\n")
-            if line == "":
-                if data:
-                    yield name, json.loads("\n".join(data))
-                name, data = "message", []
-            elif line.startswith(":"):
-                self.comments.append(line)
-                yield "comment", line
-            elif line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].strip())
-
-    def until(self, predicate, timeout_s: float = 30.0) -> list[tuple[str, object]]:
-        seen = []
-        deadline = time.monotonic() + timeout_s
-        for event in self.events():
-            seen.append(event)
-            if predicate(event, seen):
-                return seen
-            if time.monotonic() > deadline:
-                break
-        pytest.fail(f"stream ended or timed out; events: {seen[-10:]!r}")
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def test_trade_reaches_stream_client(market):
@@ -73,11 +29,13 @@ def test_trade_reaches_stream_client(market):
                  "ts": str(int(time.time() * 1000))}
         market.pipeline.exchange.emit([trade])
         sent.append(trade)
-        seen = stream.until(lambda e, _: e[0] == "candle" and e[1]["close"] == 31111.1)
-        trades = [t for name, batch in seen if name == "trades" for t in batch]
+        # A batch is its buckets' candles, then its trades (the event with the stream's position).
+        seen = stream.until(lambda e, _: e[0] == "trades" and any(t["price"] == 31111.1 for t in e[1]))
         assert {"id": int(trade["tradeId"]), "time_ms": int(trade["ts"]), "price": 31111.1, "size": 0.25,
-                "side": "sell"} in trades
-        assert seen[-1][1] == pytest.approx(expected_candles(sent, "1m")[-1], rel=1e-12)
+                "side": "sell"} in seen[-1][1]
+        candles = [data for name, data in seen if name == "candle"]
+        assert candles[-1] == pytest.approx(expected_candles(sent, "1m")[-1], rel=1e-12)
+        assert stream.last_id == f"{int(trade['ts']) * 1000}-{trade['tradeId']}"
         # Idle now: the server keeps the connection alive with comments (every 1 s in tests).
         stream.until(lambda e, _: e == ("comment", ": keep-alive"), timeout_s=10)
     finally:
