@@ -159,3 +159,29 @@ def test_a_pass_records_fills_and_closes_holes(store):
     wait_for(lambda: [(r["state"], r["missing"], r["attempts"]) for r in
                       sql(f"select * from trade_holes where symbol = '{symbol}'")] == [("closed", 0, 1)],
              message="the closed hole in the ledger table")
+
+
+def test_ledger_rows_without_times_load_as_long_ago(store):
+    symbol = unique("BARE") + "-USDT"
+    query(URL, f"INSERT INTO trade_holes (symbol, first_id, last_id, missing, state, found_at) "
+               f"VALUES ('{symbol}', 5, 9, 5, 'open', now())")
+    wait_for(lambda: store.load([symbol]), message="the hand-written row readable")
+    (entry,) = store.load([symbol])
+    assert (entry.after_us, entry.before_us, entry.attempts, entry.detail) == (0, 0, 0, "")
+    # ... and a fill attempt on it is decided, not a TypeError in the REST worker.
+    ledger = Ledger(Policy(gone_min_age_s=600), [entry])
+    assert ledger.attempted(entry, job(entry, exhausted=True), NOW).state == "unrecoverable"
+
+
+def test_only_followed_symbols_holes_are_filled(store):
+    followed, other = unique("FOL") + "-USDT", unique("OTH") + "-USDT"
+    for symbol in (followed, other):
+        write(symbol, [(i, 1, T0 + i) for i in (1, 2, 3, 7, 8)])
+        stored(symbol, 5)
+    # The ledger knows the other symbol's hole (followed before, say): it is kept, not fetched.
+    Auditor(store, (other,), Policy(settle_s=0), submit=lambda fill: None, pending=lambda *a: False).audit()
+    wait_for(lambda: store.load([other]), message="the other symbol's hole in the ledger")
+    fills: list[Fill] = []
+    auditor = Auditor(store, (followed,), Policy(settle_s=0), submit=fills.append, pending=lambda *a: False)
+    auditor.audit()
+    assert [(f.symbol, f.first_id, f.last_id) for f in fills] == [(followed, 4, 6)]

@@ -251,9 +251,11 @@ class Store:
         if symbols is not None:
             where += f" AND symbol IN ({','.join(_sql_text(_symbol(s)) for s in symbols)})"
         rows = query(self.base_url, f"SELECT * FROM {HOLES_TABLE} WHERE {where}")
-        return [Entry(symbol=r["symbol"], first_id=r["first_id"], last_id=r["last_id"], after_us=_us(r["after_time"]),
-                      before_us=_us(r["before_time"]), found_us=_us(r["found_at"]), missing=r["missing"],
-                      state=r["state"], attempts=r["attempts"], detail=r["detail"] or "",
+        # Rows written by hand or by an older version may lack times: 0 (long ago) then.
+        return [Entry(symbol=r["symbol"], first_id=r["first_id"], last_id=r["last_id"],
+                      after_us=_us(r["after_time"]) or 0, before_us=_us(r["before_time"]) or 0,
+                      found_us=_us(r["found_at"]) or 0, missing=r["missing"] or 0,
+                      state=r["state"], attempts=r["attempts"] or 0, detail=r["detail"] or "",
                       updated_us=_us(r["updated_at"]) or 0, next_attempt_us=_us(r["next_attempt_at"]) or 0,
                       closed_us=_us(r["closed_at"])) for r in rows]
 
@@ -317,6 +319,9 @@ class Auditor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if not self.symbols():  # the feed has not resolved SYMBOLS yet
+                self._stop.wait(0.5)
+                continue
             try:
                 self.audit()
                 self._failing_since, self.error = 0.0, ""
@@ -379,8 +384,9 @@ class Auditor:
 
     def _fill_due(self) -> None:
         now_us = time.time_ns() // 1000
+        followed = set(self.symbols())  # the ledger also holds holes of symbols no longer followed
         with self._lock:
-            due = [e for e in self.ledger.due(now_us) if e.key not in self._filling]
+            due = [e for e in self.ledger.due(now_us) if e.key not in self._filling and e.symbol in followed]
         for entry in due:
             if self.pending(entry.symbol, entry.first_id, entry.last_id):
                 continue  # a live fill is on it already
