@@ -184,6 +184,8 @@ def test_service_environment(render):
     assert producer["OKX_WS_URL"] == "wss://ws.okx.com:8443/ws/v5/business"
     assert producer["OKX_CHANNEL"] == "trades-all"
     assert producer["SYMBOLS"] == "BTC-USDT"
+    assert (producer["OKX_INST_TYPES"], producer["INSTRUMENTS_REFRESH_S"], producer["MAX_SYMBOLS_PER_CONNECTION"],
+            producer["HISTORY_WINDOW"]) == ("SPOT", "30", "100", "6h")
     assert producer["HEALTH_PORT"] == "9101" and consumer["HEALTH_PORT"] == "9102"
     assert producer["KAFKA_TOPIC"] == consumer["KAFKA_TOPIC"] == "trades"
     assert producer["KAFKA_DLQ_TOPIC"] == consumer["KAFKA_DLQ_TOPIC"] == "trades.dlq"

@@ -16,6 +16,9 @@ BAD_VALUES = {
     "bad channel": (["okx.channel=books"], "/okx/channel"),
     "bad symbol": (["config.symbols={btc_usdt}"], "/config/symbols"),
     "bad log level": (["config.logLevel=verbose"], "/config/logLevel"),
+    "bad history window": (["config.historyWindow=six hours"], "/config/historyWindow"),
+    "bad instrument type": (["okx.instTypes={OPTION}"], "/okx/instTypes"),
+    "no symbols per connection": (["okx.maxSymbolsPerConnection=0"], "/okx/maxSymbolsPerConnection"),
     "root user": (["podSecurityContext.runAsNonRoot=false"], "/podSecurityContext/runAsNonRoot"),
     "privilege escalation": (["containerSecurityContext.allowPrivilegeEscalation=true"], "allowPrivilegeEscalation"),
     "port out of range": (["api.port=70000"], "/api/port"),
@@ -61,14 +64,16 @@ def test_schema_accepts_sensible_overrides(helm):
             "producer.image.tag=1.2.3",
             "okx.channel=trades",
             "okx.wsUrl=ws://okx-sim:8443/ws/v5/public",
-            "config.symbols={BTC-USDT,ETH-USDT}",
+            "config.symbols={BTC-USDT,ETH-*,*-USDT-SWAP}",
+            "okx.instTypes={SPOT,SWAP}",
             "questdb.extraConfig.QDB_CAIRO_WAL_ENABLED_DEFAULT=true",
             "kafka.strimzi.nodePool.storage.type=ephemeral",
         ]
     )
     producer = chartlib.by_name(docs, "Deployment", "gostream-producer")
     assert producer["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/gostream/gostream-producer:1.2.3"
-    assert chartlib.by_name(docs, "ConfigMap", "gostream-producer")["data"]["SYMBOLS"] == "BTC-USDT,ETH-USDT"
+    config = chartlib.by_name(docs, "ConfigMap", "gostream-producer")["data"]
+    assert (config["SYMBOLS"], config["OKX_INST_TYPES"]) == ("BTC-USDT,ETH-*,*-USDT-SWAP", "SPOT,SWAP")
     assert chartlib.kind_of(docs, "KafkaNodePool")[0]["spec"]["storage"] == {"type": "ephemeral"}
 
 
