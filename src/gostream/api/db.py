@@ -50,7 +50,10 @@ def make_engine(settings: ApiSettings) -> Engine:
         pool_size=settings.questdb_pool_size,
         max_overflow=settings.questdb_pool_size,
         pool_timeout=5,
-        pool_recycle=1800,
+        # QuestDB closes a PG connection idle for some minutes (seen: a pool unused for six
+        # minutes answered every query with "server closed the connection"): none is kept
+        # that long.
+        pool_recycle=120,
         # Reads only: no BEGIN before each query and nothing to roll back after it.
         isolation_level="AUTOCOMMIT",
         pool_reset_on_return=None,
@@ -99,6 +102,9 @@ class Database:
                 if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
                     conn.invalidate()
                     if attempt == 1:
+                        # Its pool-mates are as stale (a QuestDB restart, an idle close):
+                        # start the pool afresh rather than retry on the next dead one.
+                        self.engine.dispose()
                         continue
                 raise self._unavailable(exc) from None
             finally:
