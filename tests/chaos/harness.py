@@ -233,16 +233,25 @@ class Chaos:
         pending = self._rest_jobs()
         os.kill(self.producer.pid, signal.SIGKILL)
         self.producer.popen.wait()
-        time.sleep(2)
-        self.note(f"producer SIGKILLed with {pending} REST fills pending, restarted after 2 s")
+        self._printed_for(2)
+        self.note(f"producer SIGKILLed with {pending} REST fills pending, restarted after 2 s of trades")
         self.producer.start()
 
     def term_producer(self) -> None:
         pending = self._rest_jobs()
         self.producer.stop()
-        time.sleep(2)
-        self.note(f"producer SIGTERMed with {pending} REST fills pending, restarted after 2 s")
+        self._printed_for(2)
+        self.note(f"producer SIGTERMed with {pending} REST fills pending, restarted after 2 s of trades")
         self.producer.start()
+
+    def _printed_for(self, seconds: float) -> None:
+        """Keep a fault on until the exchange has printed ``seconds`` worth of trades (a
+        condition, not a nap: a loaded machine prints late, and the fault must cover trades)."""
+        target = self.report.emitted + int(self.plan.rate * seconds)
+        deadline = time.monotonic() + 10 * seconds + 30
+        printing_until = self._t0 + self.plan.duration_s
+        while self.report.emitted < target and time.monotonic() < min(deadline, printing_until):
+            time.sleep(0.05)
 
     def _rest_jobs(self) -> float:
         return metric(self.ports.producer, "gostream_producer_rest_jobs")
@@ -270,8 +279,9 @@ class Chaos:
             admin.delete_records({TopicPartition("trades", p): -1 for p in range(self.plan.partitions)})
         finally:
             admin.close()
-        time.sleep(self.plan.producer_down_s)
-        self.note(f"producer down {self.plan.producer_down_s:.0f} s while every record of the topic was deleted")
+        self._printed_for(self.plan.producer_down_s)
+        self.note(f"producer down for {self.plan.producer_down_s:.0f} s of trades while every record of the topic "
+                  "was deleted")
         self.producer.start()
 
     def restart_kafka(self) -> None:

@@ -504,9 +504,10 @@ class OkxExchange:
                seed: int = 1) -> dict[str, list[int]]:
         """``start_market`` for ``duration_s`` and wait: the ids printed per symbol."""
         self.start_market(rates, duration_s, first_id, seed)
-        deadline = time.monotonic() + duration_s + 30
-        while self.market_running and time.monotonic() < deadline:
-            time.sleep(0.02)
+
+        async def finished():
+            await asyncio.wait([self._market_task])
+        self._call(finished(), duration_s + 30)
         return self.stop_market()
 
     @property

@@ -76,17 +76,17 @@ def connect_failure(exc: BaseException, url: str) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def chunks(channel: str, symbols: list[str], op: str) -> list[str]:
-    """Requests for ``symbols``, each under OKX's size limit."""
+def chunks(channel: str, symbols: list[str], op: str) -> list[tuple[str, set[str]]]:
+    """(request, its symbols) pairs for ``symbols``, each request under OKX's size limit."""
     out, batch = [], []
     for symbol in symbols:
         batch.append(symbol)
         if len(okx.subscribe_request(channel, tuple(batch), op)) > MAX_REQUEST_BYTES:
             batch.pop()
-            out.append(okx.subscribe_request(channel, tuple(batch), op))
+            out.append((okx.subscribe_request(channel, tuple(batch), op), set(batch)))
             batch = [symbol]
     if batch:
-        out.append(okx.subscribe_request(channel, tuple(batch), op))
+        out.append((okx.subscribe_request(channel, tuple(batch), op), set(batch)))
     return out
 
 
@@ -196,7 +196,7 @@ class Connection:
         changes = [("unsubscribe", sorted(self._requested - self.wanted)),
                    ("subscribe", sorted(self.wanted - self._requested))]
         for op, symbols in changes:
-            for request, batch in _batches(channel, symbols, op):
+            for request, batch in chunks(channel, symbols, op):
                 if len(self._ops) >= OPS_PER_HOUR:
                     self._changed = True  # try again once older requests leave the hour
                     log.warning("okx request budget of the hour spent, change deferred",
@@ -240,11 +240,3 @@ class Connection:
                     log.info("okx subscribed", extra={"connection": self.index, "symbols": len(self.subscribed)})
             self.handle(frame, self)
 
-
-def _batches(channel: str, symbols: list[str], op: str):
-    """(request, its symbols) pairs for ``symbols``."""
-    start = 0
-    for request in chunks(channel, symbols, op):
-        count = request.count('"instId"')
-        yield request, set(symbols[start:start + count])
-        start += count

@@ -44,18 +44,14 @@ def start(store: Store, fetcher: HistoryFetcher, symbols: tuple[str, ...], windo
         if oldest is not None and oldest[1] // 1000 <= since_ms:
             metrics.HISTORY_REMAINING.labels(symbol).set(0)
             continue
-        below = oldest[0] - _fills_below(oldest) if oldest else None
+        # Page below the oldest row's first id (an aggregated row covers `fills` ids).
+        below = oldest[0] - oldest[2] + 1 if oldest else None
         remaining_s = ((oldest[1] // 1000) if oldest else int(time.time() * 1000)) - since_ms
         metrics.HISTORY_REMAINING.labels(symbol).set(remaining_s / 1000)
         log.info("fetching history", extra={"symbol": symbol, "window_s": window_s, "below_id": below,
                                             "remaining_s": round(remaining_s / 1000)})
         jobs.append(fetcher.submit(Fill.history(symbol, since_ms, below, on_page=_progress, on_done=_done)))
     return jobs
-
-
-def _fills_below(oldest: tuple[int, int, int]) -> int:
-    # An aggregated row covers ids down to trade_id - fills + 1: page below those.
-    return oldest[2] - 1
 
 
 def _progress(job: Fill, oldest_ms: int) -> None:

@@ -124,9 +124,6 @@ class HistoryFetcher:
             return any(job.symbol == symbol and job.since_ms is None and job.first_id <= last_id
                        and first_id <= job.last_id for _, _, job in self._jobs)
 
-    def queued(self) -> int:
-        with self._cond:
-            return len(self._jobs)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop after the page in flight; queued jobs are dropped (the audit finds their
