@@ -4,6 +4,7 @@ and the table in BENCHMARKS.md.
     python -m bench                       # everything, N=2,000,000 for P1
     python -m bench --n 200000 --only p1  # a quick P1
     python -m bench --rates 2000,5000 --duration 30
+    GOSTREAM_BENCH_BASELINE=/tmp/wt-before/src python -m bench --only cpu  # CPU per trade, before -> after
 
 Benchmarks measure; nothing here asserts a timing. Numbers on a shared 2-core machine
 drift run to run: compare the figures of one run with each other.
@@ -21,7 +22,7 @@ import traceback
 from bench import report
 from bench.common import RESULTS, Stack, machine
 
-ALL = ("p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9")
+ALL = ("p1", "cpu", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9")
 
 
 def images() -> dict:
@@ -47,6 +48,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60, help="P2: seconds per step")
     parser.add_argument("--per-push", type=int, default=1,
                         help="P2: trades per WebSocket push (1: OKX trades-all, one trade per push)")
+    parser.add_argument("--cpu-duration", type=float, default=30,
+                        help="CPU per trade: seconds at each of 1,000 and 10,000 trades/s")
     parser.add_argument("--p4-rows", type=int, default=10_000_000, help="P4: trades in the table")
     parser.add_argument("--p9-rows", type=int, default=10_000_000, help="P9: trades the audit passes over")
     parser.add_argument("--only", default=",".join(ALL), help="comma list of " + ",".join(ALL))
@@ -77,11 +80,13 @@ def main() -> int:
             from bench import p1_ingest
 
             attempt("p1", lambda: p1_ingest.run(stack, args.n, stamp))
-        if only & {"p2", "p3", "p6"}:
+        if only & {"cpu", "p2", "p3", "p6"}:
             from bench import pipeline
 
             rates = [int(r) for r in args.rates.split(",") if r.strip()] if "p2" in only else []
-            attempt("pipeline", lambda: pipeline.run(stack, stamp, rates, args.duration, args.per_push))
+            parts = frozenset({"cpu"} & only) | (frozenset({"p3"}) if only & {"p2", "p3", "p6"} else frozenset())
+            attempt("pipeline", lambda: pipeline.run(stack, stamp, rates, args.duration, args.per_push,
+                                                     cpu_duration_s=args.cpu_duration, parts=parts))
         if only & {"p4", "p5", "p6"}:
             from bench import api_load
 

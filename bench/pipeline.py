@@ -19,11 +19,21 @@ P2: the rate is stepped; each step prints for ``duration`` s, then waits for the
 A step is sustained when every trade is in QuestDB (zero loss, DEDUP means distinct) and
 the backlog drained within ``drain_ok_s`` of the end (the pipeline kept up, not merely
 caught up later). CPU seconds per process show where the time goes.
+
+CPU per trade (issue 18), the headline: µs of CPU (utime + stime from /proc) each service
+spent per trade offered, over a step at 1,000 and at 10,000 trades/s from the start of the
+firehose until the last row is stored. CPU time is steadier across machines and loads than
+trades/s. Each pass gets a pipeline of its own (topic, symbol, fresh producer and consumer).
+With GOSTREAM_BENCH_BASELINE=<a source tree's src/> (e.g. an older commit checked out with
+`git worktree add`), the pass also runs the producer and consumer from that tree, before and
+after ours alternately, so a change's before -> after comes from one run on one stack.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import threading
 import time
 import urllib.parse
@@ -37,6 +47,8 @@ from gostream.common.trade import decode
 from stack import components as c
 
 P2_SYMBOL, P3_SYMBOL = "P2-USDT", "P3-USDT"
+CPU_RATES = (1_000, 10_000)
+BASELINE = os.environ.get("GOSTREAM_BENCH_BASELINE") or ""
 
 
 class Exchange:
@@ -112,14 +124,15 @@ def _count(symbol: str, lo: int, hi: int) -> int:
     return int(scalar(f"select count() from trades where symbol = '{symbol}' and trade_id between {lo} and {hi}"))
 
 
-def start_pipeline(stack: Stack, exchange: Exchange):
-    topic = stack.topic("trades", 3)
-    consumer = stack.service("consumer", topic, "bench-pipeline")
+def start_pipeline(stack: Stack, exchange: Exchange, topic: str = "trades",
+                   symbols: tuple[str, ...] = (P2_SYMBOL, P3_SYMBOL), **env: str):
+    topic = stack.topic(topic, 3)
+    consumer = stack.service("consumer", topic, f"bench-{topic}", **env)
     producer = stack.service("producer", topic, None,
                              OKX_WS_URL=exchange.ws_url, OKX_REST_URL=exchange.rest_url,
-                             SYMBOLS=f"{P2_SYMBOL},{P3_SYMBOL}")
+                             SYMBOLS=",".join(symbols), **env)
     deadline = time.monotonic() + 30
-    while not (exchange.subscribed(P2_SYMBOL) and exchange.subscribed(P3_SYMBOL)):
+    while not all(exchange.subscribed(symbol) for symbol in symbols):
         if time.monotonic() > deadline:
             raise RuntimeError("producer did not subscribe")
         time.sleep(0.1)
@@ -133,6 +146,78 @@ def warm_up(exchange: Exchange, rate: float = 1000, duration_s: float = 15, firs
     deadline = time.monotonic() + 60
     while _count(P2_SYMBOL, first_id, run["last_id"]) < run["emitted"] and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+def _offer(exchange: Exchange, symbol: str, first_id: int, rate: float, duration_s: float,
+           drain_max_s: float = 60.0) -> tuple[dict, int, float]:
+    """Fire a step and wait for its rows: (the exchange's account, rows stored, s to drain)."""
+    run = exchange.firehose(symbol, first_id, rate, duration_s)
+    run.pop("sent", None)
+    ended = time.monotonic()
+    stored = 0
+    while time.monotonic() - ended < drain_max_s:
+        stored = _count(symbol, run["first_id"], run["last_id"])
+        if stored >= run["emitted"]:
+            break
+        time.sleep(0.25)
+    return run, stored, time.monotonic() - ended
+
+
+def cpu_pass(stack: Stack, exchange: Exchange, label: str, src: str, index: int, rates: tuple[int, ...],
+             duration_s: float) -> dict:
+    """CPU per trade of the producer and the consumer run from the source tree ``src``, on
+    a pipeline of their own; no profiler attached. History at start is off (HISTORY_WINDOW=0):
+    a fresh symbol would otherwise page the exchange's REST history during the steps."""
+    symbol = f"CPU{index}-USDT"
+    env = {"HISTORY_WINDOW": "0", "PYTHONPATH": src}
+    producer, consumer = start_pipeline(stack, exchange, f"cpu-{index}", (symbol,), **env)
+    procs = {"producer": producer, "consumer": consumer}
+    everyone = {**procs, "kafka": stack.kafka, "questdb": stack.questdb, "exchange": exchange.process}
+    steps = []
+    try:
+        # The first trades pay for imports and connections: a short warm-up, not measured.
+        _offer(exchange, symbol, 1, 1000, 5)
+        next_id = 1_000_000
+        for rate in rates:
+            cpu0 = {name: cpu_seconds(p.pid) for name, p in everyone.items()}
+            run, stored, drain_s = _offer(exchange, symbol, next_id, rate, duration_s)
+            cpu = {name: cpu_seconds(p.pid) - cpu0[name] for name, p in everyone.items()}
+            next_id = run["last_id"] + 1
+            emitted = max(run["emitted"], 1)
+            step = {"code": label, "target_rate": rate, "achieved_rate": run["achieved_rate"],
+                    "emitted": run["emitted"], "stored": stored, "lost": run["emitted"] - stored,
+                    "drain_s": round(drain_s, 1), "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+                    "cpu_us_per_trade": {k: round(1e6 * v / emitted, 1) for k, v in cpu.items()},
+                    "loadavg": [round(x, 2) for x in os.getloadavg()]}
+            steps.append(step)
+            print(f"CPU per trade ({label}): {rate:,}/s -> µs/trade {step['cpu_us_per_trade']} "
+                  f"(lost {step['lost']:,}, load {step['loadavg'][0]})", flush=True)
+    finally:
+        stack.stop(producer)
+        stack.stop(consumer)
+    return {"code": label, "src": src, "steps": steps}
+
+
+def cpu_per_trade(stack: Stack, exchange: Exchange, rates: tuple[int, ...] = CPU_RATES, duration_s: float = 30,
+                  baseline: str = BASELINE, rounds: int = 2) -> dict:
+    """The headline CPU figure; with a baseline, ``rounds`` pairs alternating which goes
+    first. Per rate and code: the median of its passes (the mean of two)."""
+    # Ours is the tree this bench runs from (not whatever the venv installed: run from a
+    # `git worktree` of a commit, it measures that commit).
+    codes = [("ours", str(c.ROOT / "src"))] + ([("baseline", baseline)] if baseline else [])
+    passes = []
+    for round_ in range(rounds if baseline else 1):
+        for label, src in (codes if round_ % 2 else codes[::-1]):
+            passes.append(cpu_pass(stack, exchange, label, src, len(passes), rates, duration_s))
+    summary: dict = {}
+    for label, _ in codes:
+        for rate in rates:
+            got = [s["cpu_us_per_trade"] for p in passes if p["code"] == label for s in p["steps"]
+                   if s["target_rate"] == rate]
+            summary.setdefault(label, {})[str(rate)] = {
+                k: round(statistics.median(g[k] for g in got), 1) for k in got[0]}
+    return {"rates": list(rates), "duration_s": duration_s, "baseline": baseline or None, "passes": passes,
+            "us_per_trade": summary}
 
 
 def idle_footprint(procs: dict, settle_s: float = 5.0) -> dict:
@@ -238,6 +323,7 @@ def p2_steps(exchange: Exchange, procs: dict, java: dict, rates: list[int], dura
             "exchange_kept_up": run["achieved_rate"] >= 0.97 * rate,
             "sustained": stored >= run["emitted"] and drain_s <= drain_ok_s and run["achieved_rate"] >= 0.97 * rate,
             "cpu_s": cpu, "cpu_pct_of_one_core": {k: round(100 * v / wall) for k, v in cpu.items()},
+            "cpu_us_per_trade": {k: round(1e6 * v / max(run["emitted"], 1), 1) for k, v in cpu.items()},
             "profiles": {p.name: p.summary() for p in profiles},
         }
         steps.append(step)
@@ -253,9 +339,15 @@ def p2_steps(exchange: Exchange, procs: dict, java: dict, rates: list[int], dura
 
 
 def run(stack: Stack, stamp: str, rates: list[int], duration_s: float, per_push: int = 1,
-        p3_duration_s: float = 20) -> dict:
+        p3_duration_s: float = 20, cpu_duration_s: float = 30, parts: frozenset = frozenset({"cpu", "p3"})) -> dict:
+    """``parts``: "cpu" (CPU per trade), "p3" (latency and memory; P2 runs when ``rates``)."""
     result: dict = {}
     exchange = Exchange(stack)
+    if "cpu" in parts:
+        result["cpu_per_trade"] = cpu_per_trade(stack, exchange, duration_s=cpu_duration_s)
+    if "p3" not in parts and not rates:
+        stack.stop(exchange.process)
+        return result
     producer, consumer = start_pipeline(stack, exchange)
     procs = {"producer": producer, "consumer": consumer}
     result["idle_mb"] = idle_footprint(procs)

@@ -4,14 +4,16 @@
 #
 #   make bench                      everything (P1 with N=2,000,000 trades)
 #   make bench N=200000             a quicker P1
-#   make bench ONLY=p1,p3           some of p1 p2 p3 p4 p5 p6
+#   make bench ONLY=p1,p3           some of p1 cpu p2 p3 p4 p5 p6 p7 p8 p9
+#   make bench ONLY=cpu             CPU per trade per service at 1,000 and 10,000 trades/s
+#   GOSTREAM_BENCH_BASELINE=/tmp/wt/src make bench ONLY=cpu   ... against another tree's code, in pairs
 #   make bench RATES=2000,5000 DURATION=30   P2 steps (trades/s) and seconds per step
 #   make bench ONLY=p2 PER_PUSH=10  P2 with 10 trades per WebSocket push (OKX trades-all: 1)
 #   make bench P4_ROWS=1000000      a smaller P4 table
 #   make bench ONLY=p9 P9_ROWS=1000000   the completeness audit over a smaller store
 
 N ?= 2000000
-ONLY ?= p1,p2,p3,p4,p5,p6,p7,p8,p9
+ONLY ?= p1,cpu,p2,p3,p4,p5,p6,p7,p8,p9
 RATES ?= 2000,5000,10000,20000,50000
 DURATION ?= 60
 PER_PUSH ?= 1
