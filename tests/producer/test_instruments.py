@@ -1,6 +1,7 @@
 """Which instruments SYMBOLS names, and how requests for them are cut: pure functions."""
 
 import json
+from dataclasses import astuple
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 from gostream.producer import okx
 from gostream.producer.connection import MAX_REQUEST_BYTES, Pacer, chunks
 from gostream.common.trade import inst_type
-from gostream.producer.instruments import Listing, parse_instruments, resolve
+from gostream.producer.instruments import _CCY, _DECIMAL, _WORD, Listing, parse_instruments, resolve, upsert_sql
 from tests.common.test_trade_properties import json_values
 
 LISTINGS = [Listing("BTC-USDT", "SPOT", "live"), Listing("ETH-USDT", "SPOT", "live"), Listing("ETH-BTC", "SPOT", "live"),
@@ -45,8 +46,8 @@ def test_the_instrument_list_parser_keeps_good_items():
     body = json.dumps({"code": "0", "msg": "", "data": [
         {"instId": "BTC-USDT", "instType": "SPOT", "state": "live", "tickSz": "0.1"},
         {"instId": "bad id", "instType": "SPOT", "state": "live"}, "junk", {"instId": "ETH-USDT", "state": 3}]})
-    assert parse_instruments(body) == ([Listing("BTC-USDT", "SPOT", "live")], ["bad-instId", "bad-item", "bad-field"],
-                                       None)
+    assert parse_instruments(body) == ([Listing("BTC-USDT", "SPOT", "live", tick_sz="0.1", base_ccy="BTC",
+                                                quote_ccy="USDT")], ["bad-instId", "bad-item", "bad-field"], None)
     assert parse_instruments('{"code":"50014","msg":"Parameter instType can not be empty","data":[]}')[2] == \
         "okx code 50014: Parameter instType can not be empty"
 
@@ -57,6 +58,53 @@ def test_the_instrument_list_parser_never_raises(value):
     body = value if isinstance(value, str) else json.dumps(value)
     listings, rejected, error = parse_instruments(body)
     assert error is None or listings == []
+
+
+def test_the_metadata_of_an_instrument_as_okx_gives_it():
+    # Real records' shape (values as strings, "" where OKX has none): a spot pair and a
+    # linear swap, whose base and quote OKX leaves empty.
+    body = json.dumps({"code": "0", "msg": "", "data": [
+        {"instType": "SPOT", "instId": "BTC-USDT", "baseCcy": "BTC", "quoteCcy": "USDT", "tickSz": "0.1",
+         "lotSz": "0.00000001", "minSz": "0.00001", "ctVal": "", "state": "live", "listTime": "1548133413000"},
+        {"instType": "SWAP", "instId": "ETH-USDT-SWAP", "baseCcy": "", "quoteCcy": "", "tickSz": "0.01",
+         "lotSz": "0.01", "minSz": "0.01", "ctVal": "0.1", "ctValCcy": "ETH", "state": "live"}]})
+    listings, rejected, error = parse_instruments(body)
+    assert (rejected, error) == ([], None)
+    assert listings == [
+        Listing("BTC-USDT", "SPOT", "live", "0.1", "0.00000001", "0.00001", "", "BTC", "USDT"),
+        Listing("ETH-USDT-SWAP", "SWAP", "live", "0.01", "0.01", "0.01", "0.1", "ETH", "USDT")]
+
+
+def test_a_bad_size_field_is_a_reason_and_the_instrument_is_kept_without_it():
+    body = json.dumps({"code": "0", "msg": "", "data": [
+        {"instType": "SPOT", "instId": "X-USDT", "state": "live", "tickSz": "1e-5", "lotSz": 0.001,
+         "minSz": "-1", "ctVal": "0.1'); DROP TABLE trades; --", "baseCcy": "x y", "quoteCcy": None}]})
+    listings, rejected, _ = parse_instruments(body)
+    assert listings == [Listing("X-USDT", "SPOT", "live", "", "", "", "", "X", "USDT")]
+    assert rejected == ["bad-tickSz", "bad-lotSz", "bad-minSz", "bad-ctVal"]
+
+
+instrument_items = st.fixed_dictionaries(
+    {"instId": st.from_regex(r"\A[A-Z0-9]{1,6}-[A-Z0-9]{1,6}(-SWAP)?\Z") | json_values,
+     "instType": st.sampled_from(["SPOT", "SWAP"]) | json_values,
+     "state": st.sampled_from(["live", "suspend"]) | json_values},
+    optional={name: st.from_regex(r"\A[0-9]{1,3}(\.[0-9]{1,10})?\Z") | json_values | st.text(max_size=30)
+              for name in ("tickSz", "lotSz", "minSz", "ctVal", "baseCcy", "quoteCcy")})
+
+
+@settings(max_examples=300)
+@given(st.lists(instrument_items | json_values, max_size=6))
+def test_the_metadata_parser_never_raises_and_keeps_only_values_of_a_strict_shape(items):
+    listings, rejected, error = parse_instruments(json.dumps({"code": "0", "msg": "", "data": items}))
+    assert error is None and len(listings) + sum(r in ("bad-item", "bad-instId", "bad-field") for r in rejected) \
+        == len(items)
+    for item in listings:
+        assert _WORD.fullmatch(item.inst_type) and _WORD.fullmatch(item.state)
+        assert all(v == "" or _DECIMAL.fullmatch(v) for v in (item.tick_sz, item.lot_sz, item.min_sz, item.ct_val))
+        assert _CCY.fullmatch(item.base_ccy) and _CCY.fullmatch(item.quote_ccy)
+    if listings:  # what reaches SQL: no quote but the ones around values
+        sql = upsert_sql(listings)
+        assert sql.count("'") == 2 * sum(v != "" for item in listings for v in astuple(item))
 
 
 @settings(max_examples=100)

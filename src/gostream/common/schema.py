@@ -70,13 +70,37 @@ CREATE TABLE IF NOT EXISTS {HOLES_TABLE} (
 DEDUP UPSERT KEYS(found_at, symbol, first_id)
 """.strip()
 
+# What OKX says of each instrument followed (REST public/instruments), written by the
+# producer when a symbol is new or its metadata changed; the api rounds prices to tick_sz
+# and sizes to lot_sz. One row per symbol: every row has the same designated timestamp
+# (the epoch), so DEDUP on (ts, symbol) replaces a symbol's row. Values as OKX gives them
+# (decimal text), NULL where it gives none; sizes of SWAP and FUTURES are in contracts
+# (ct_val: one contract's worth in base, linear, or quote, inverse).
+INSTRUMENTS_TABLE = "instruments"
+CREATE_INSTRUMENTS = f"""
+CREATE TABLE IF NOT EXISTS {INSTRUMENTS_TABLE} (
+    symbol SYMBOL CAPACITY 4096 CACHE,
+    inst_type SYMBOL CAPACITY 8 CACHE,
+    tick_sz VARCHAR,
+    lot_sz VARCHAR,
+    min_sz VARCHAR,
+    ct_val VARCHAR,
+    base_ccy SYMBOL CAPACITY 4096 CACHE,
+    quote_ccy SYMBOL CAPACITY 64 CACHE,
+    state SYMBOL CAPACITY 8 CACHE,
+    updated_at TIMESTAMP,
+    ts TIMESTAMP
+) TIMESTAMP(ts) PARTITION BY YEAR WAL
+DEDUP UPSERT KEYS(ts, symbol)
+""".strip()
+
 # What tables made by an earlier version lack.
 UPGRADES: tuple[str, ...] = (
     # SPOT, SWAP, FUTURES: derivative sizes are in contracts, as OKX sends them.
     f"ALTER TABLE {TRADES_TABLE} ADD COLUMN IF NOT EXISTS inst_type SYMBOL CAPACITY 8 CACHE",
 )
 
-STATEMENTS: tuple[str, ...] = (CREATE_TRADES, *UPGRADES, CREATE_CANDLES_1M, CREATE_HOLES)
+STATEMENTS: tuple[str, ...] = (CREATE_TRADES, *UPGRADES, CREATE_CANDLES_1M, CREATE_HOLES, CREATE_INSTRUMENTS)
 
 
 class SchemaError(RuntimeError):

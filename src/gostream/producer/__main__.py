@@ -16,6 +16,7 @@ from gostream.common.schema import SchemaError, ensure_schema
 from gostream.producer import history
 from gostream.producer.audit import Auditor, Policy, Store
 from gostream.producer.feed import Feed
+from gostream.producer.instruments import Registry
 from gostream.producer.publisher import Publisher
 from gostream.producer.settings import ProducerSettings
 
@@ -76,7 +77,8 @@ async def run(settings: ProducerSettings) -> None:
     publisher: Publisher | None = None
     store = Store(f"http://{settings.questdb_host}:{settings.questdb_http_port}")
     feed_ref: list = []
-    feed = Feed(settings, on_trade=lambda trade: publisher.offer(trade), adopt=_adopter(store, settings, feed_ref))
+    feed = Feed(settings, on_trade=lambda trade: publisher.offer(trade), adopt=_adopter(store, settings, feed_ref),
+                registry=Registry(store.base_url))
     feed_ref.append(feed)
     auditor = Auditor(
         store, lambda: tuple(sorted(feed.symbols)),

@@ -6,6 +6,8 @@ followed within a minute and a delisted one dropped. Each ``Connection`` carries
 ``MAX_SYMBOLS_PER_CONNECTION`` of them with its own keepalive and reconnect; one dropping
 does not disturb the others. Every frame of every connection comes here: trade-id
 continuity per symbol (gaps go to the REST queue), publishing, and what /readyz says.
+The instrument list is read every refresh even for exact ids only: what OKX says of the
+followed instruments (tick and lot sizes) goes to the store's ``instruments`` table.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
+from gostream.common.schema import SchemaError
 from gostream.common.trade import Trade, inst_type
 from gostream.producer import metrics, okx
 from gostream.producer.connection import Connection, Pacer, Reconnect
 from gostream.producer.gaps import Continuity, Gap, Lost, Regression
-from gostream.producer.instruments import Catalogue, Listing, is_pattern, resolve
+from gostream.producer.instruments import INST_TYPES, Catalogue, Listing, Registry, is_pattern, resolve
 from gostream.producer.rest import Fill, HistoryFetcher, Priority
 from gostream.producer.settings import ProducerSettings
 
@@ -36,8 +39,10 @@ class Feed:
     of newly followed symbols before they are subscribed (resume, history)."""
 
     def __init__(self, settings: ProducerSettings, on_trade: Callable[[Trade], object],
-                 adopt: Callable[[set[str]], Awaitable[None]] | None = None) -> None:
+                 adopt: Callable[[set[str]], Awaitable[None]] | None = None,
+                 registry: Registry | None = None) -> None:
         self.settings = settings
+        self.registry = registry
         self.on_trade = on_trade
         self.adopt = adopt
         self.received = 0
@@ -81,7 +86,7 @@ class Feed:
     async def run(self) -> None:
         while True:
             await self.refresh()
-            wait_s = self.settings.instruments_refresh_s if self.patterns else None
+            wait_s = self.settings.instruments_refresh_s
             if not self._tasks:
                 await asyncio.sleep(self.settings.instruments_refresh_s)
                 continue
@@ -95,21 +100,53 @@ class Feed:
                     self._tasks[conn] = asyncio.create_task(conn.run(), name=f"okx-{conn.index}")
 
     async def refresh(self) -> None:
-        """Resolve ``SYMBOLS`` again and move the connections to the result."""
-        if self.patterns:
-            kinds = tuple(dict.fromkeys(self.settings.okx_inst_types + tuple(
-                inst_type(spec) for spec in self.settings.symbols if not is_pattern(spec))))
+        """Resolve ``SYMBOLS`` again, move the connections to the result and store the
+        followed instruments' metadata. Exact ids alone are followed as given, before the
+        list is read (for their metadata only)."""
+        specs = self.settings.symbols
+        exact_kinds = tuple(kind for kind in (inst_type(spec) for spec in specs if not is_pattern(spec))
+                            if kind in INST_TYPES)
+        if not self.patterns:
+            self._resolution_problems = []
+            await self._follow(resolve(specs, None).symbols)
             try:
-                self._listings = await asyncio.to_thread(self.catalogue.fetch, kinds)
+                fetched = await asyncio.to_thread(self.catalogue.fetch, tuple(dict.fromkeys(exact_kinds)))
             except (OSError, ValueError) as exc:
-                log.error("could not list OKX's instruments; keeping the last list",
-                          extra={"error": str(exc)[:300], "inst_types": kinds})
-                if self._listings is None:
-                    self._resolution_problems = [f"instruments: cannot list {', '.join(kinds)}: {str(exc)[:200]}"]
-                    return await self._follow(resolve(self.settings.symbols, None).symbols)
-        resolution = resolve(self.settings.symbols, self._listings)
+                log.warning("could not list OKX's instruments: their metadata waits for the next refresh",
+                            extra={"error": str(exc)[:300]})
+                return
+            return await self._register(fetched)
+        kinds = tuple(dict.fromkeys(self.settings.okx_inst_types + exact_kinds))
+        fetched = None
+        try:
+            fetched = self._listings = await asyncio.to_thread(self.catalogue.fetch, kinds)
+        except (OSError, ValueError) as exc:
+            log.error("could not list OKX's instruments; keeping the last list",
+                      extra={"error": str(exc)[:300], "inst_types": kinds})
+            if self._listings is None:
+                self._resolution_problems = [f"instruments: cannot list {', '.join(kinds)}: {str(exc)[:200]}"]
+                return await self._follow(resolve(specs, None).symbols)
+        resolution = resolve(specs, self._listings)
         self._resolution_problems = resolution.problems
         await self._follow(resolution.symbols)
+        if fetched is not None:
+            await self._register(fetched)
+
+    async def _register(self, listings: list[Listing]) -> None:
+        """Store the metadata of the followed instruments that is new or changed. Never
+        fails the feed: without QuestDB it is tried again with the next refresh."""
+        if self.registry is None:
+            return
+        try:
+            written = await asyncio.to_thread(self.registry.store, listings, set(self.symbols))
+        except (OSError, SchemaError) as exc:
+            metrics.INSTRUMENT_WRITE_ERRORS.inc()
+            log.warning("could not store instrument metadata; trying again with the next refresh",
+                        extra={"error": str(exc)[:300]})
+            return
+        if written:
+            metrics.INSTRUMENTS_WRITTEN.inc(written)
+            log.info("instrument metadata stored", extra={"count": written})
 
     async def _follow(self, wanted: set[str]) -> None:
         added, dropped = wanted - self.symbols, self.symbols - wanted

@@ -47,6 +47,12 @@ REST_REQUESTS = Counter(
     "gostream_producer_rest_requests_total", "OKX REST history-trades requests by purpose and result",
     ["purpose", "result"],
 )
+INSTRUMENTS_WRITTEN = Counter(
+    "gostream_producer_instruments_written_total", "Instrument metadata rows written to QuestDB (new or changed)"
+)
+INSTRUMENT_WRITE_ERRORS = Counter(
+    "gostream_producer_instrument_write_errors_total", "Instrument metadata writes QuestDB did not take (retried)"
+)
 REST_QUEUED = Gauge("gostream_producer_rest_jobs", "REST fill jobs queued or running, by purpose", ["purpose"])
 
 # The completeness audit (audit.py), measured from the store.
