@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gostream.common.schema import CANDLES_1M_VIEW, HOLES_TABLE, TRADES_TABLE
+from gostream.common.schema import CANDLES_1M_VIEW, HOLES_TABLE, INSTRUMENTS_TABLE, TRADES_TABLE
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,28 @@ WHERE symbol = %(symbol)s LATEST ON timestamp PARTITION BY symbol
 SYMBOLS = f"""
 SELECT symbol, close, cast(timestamp AS long) AS t FROM {CANDLES_1M_VIEW}
 LATEST ON timestamp PARTITION BY symbol ORDER BY symbol
+""".strip()
+
+# The same with each symbol's first open and volume since %(since)s (the 1m candles of the
+# last 24 h; NULL for a symbol without any): one pass over the view for every symbol.
+SYMBOLS_24H = f"""
+WITH latest AS (
+    SELECT symbol, close, timestamp FROM {CANDLES_1M_VIEW} LATEST ON timestamp PARTITION BY symbol
+), day AS (
+    SELECT symbol, first(open) AS open, sum(volume) AS volume FROM {CANDLES_1M_VIEW} WHERE timestamp >= %(since)s
+)
+SELECT latest.symbol, latest.close, cast(latest.timestamp AS long) AS t, day.open, day.volume
+FROM latest LEFT JOIN day ON symbol ORDER BY latest.symbol
+""".strip()
+
+# Each symbol's first open since %(since)s (for the tickers: refreshed once a minute).
+OPENS_SINCE = f"""
+SELECT symbol, first(open) AS open FROM {CANDLES_1M_VIEW} WHERE timestamp >= %(since)s
+""".strip()
+
+# What the producer stored of each instrument (one row per symbol).
+INSTRUMENTS = f"""
+SELECT symbol, inst_type, tick_sz, lot_sz, base_ccy, quote_ccy, state FROM {INSTRUMENTS_TABLE}
 """.strip()
 
 RECENT_TRADES = f"""
