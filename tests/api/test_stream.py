@@ -43,16 +43,17 @@ def test_trade_reaches_stream_client(market):
 
 
 def starting_events(path: str) -> list[tuple[str, object]]:
-    """The events a stream sends after hello, up to its first keep-alive comment (a quiet
-    symbol's stream sends nothing else until then)."""
+    """The events a stream sends after hello and the symbol's stats and every symbol's
+    tickers, up to its first keep-alive comment (a quiet symbol's stream sends nothing
+    else until then but stats and tickers of other symbols' trades, left out)."""
     stream = SSE(TEST_PORTS.api, path)
     try:
         assert stream.response.status == 200
         seen = stream.until(lambda e, _: e[0] == "comment")
     finally:
         stream.close()
-    assert seen[0][0] == "hello"
-    return seen[1:-1]
+    assert [name for name, _ in seen[:3]] == ["hello", "stats", "tickers"]
+    return [(name, data) for name, data in seen[3:-1] if name not in ("stats", "tickers")]
 
 
 def starting_candles(path: str) -> list[dict]:

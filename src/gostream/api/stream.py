@@ -14,6 +14,12 @@ producer's audit heals. A feed watches the holes in the trade ids it delivered (
 consecutive per instrument) and the open holes of the audit's ledger, and sends what fills
 them as ``late`` events with the candles of the buckets they fall in.
 
+Two more events ride on every stream, each made once per worker: ``stats`` (the /stats
+of the stream's symbol, made by its feed at most once a second after trades changed it)
+and ``tickers`` (every symbol's last price and 24 h change for a watchlist: in full when a
+stream starts, then only the symbols that changed, at most once a second; one query for
+all symbols, by one thread per worker, written into every feed's log).
+
 A stream is a few kilobytes: under gevent (see gunicorn_conf) it is a greenlet waiting on
 its feed's tick, and the feed keeps the last batches for every stream to read from. A
 symbol without trades gets no feed: its streams wait in one room polled for all of them,
@@ -54,6 +60,8 @@ MAX_HOLES = 32
 HOLE_WATCH_S = 3600.0  # a hole nobody fills is forgotten after this long
 WAITING_CHECK_S = 1.0  # how often symbols without trades are looked at again
 MAX_WAITING_SYMBOLS = 256
+STATS_EVERY_S = 1.0  # a feed sends its symbol's stats at most this often (after trades changed them)
+TICKERS_EVERY_S = 1.0  # the tickers are read this often while streams are open
 
 Cursor = tuple[int, int]  # (timestamp µs, trade id): a position in a symbol's trades
 _EVENT_ID = re.compile(r"^([0-9]{1,19})-(-1|[0-9]{1,19})$")
@@ -122,6 +130,8 @@ class Feed:
         # them: a desk opening thousands of terminals at once asks QuestDB once, not
         # thousands of times through a pool of 16 connections. Cleared on every batch.
         self.heads: dict[tuple, list] = {}
+        self.stats_block: bytes | None = None  # the last stats event sent
+        self.stats_due = True  # trades came since it was made
         self.thread = threading.Thread(target=self._run, name=f"feed-{symbol}", daemon=True)
 
     # -- streams (hub lock held) ------------------------------------------------
@@ -193,7 +203,7 @@ class Feed:
     def _run(self) -> None:
         hub = self.hub
         backoff = hub.poll_s
-        next_ledger = next_holes = 0.0
+        next_ledger = next_holes = next_stats = 0.0
         while not hub.stopping.is_set():
             with hub.lock:
                 if not self.subscribers and self.idle_since is not None \
@@ -212,6 +222,9 @@ class Feed:
                 if self.holes and now >= next_holes:
                     next_holes = now + HOLE_CHECK_S
                     self._check_holes()
+                if self.stats_due and now >= next_stats and not more:
+                    next_stats = now + STATS_EVERY_S
+                    self._send_stats()
                 if not self.healthy:
                     self.healthy = True
                     self._status({"ok": True})
@@ -225,6 +238,19 @@ class Feed:
                 log.exception("stream poll failed", extra={"symbol": self.symbol})
                 backoff = min(backoff * 2, 5.0)
             hub.stopping.wait(0 if more else backoff)
+
+    def _send_stats(self) -> None:
+        block = encode_event("stats", market.stats(self.db, self.symbol))
+        self.stats_due = False
+        with self.hub.lock:
+            if block != self.stats_block:
+                self.stats_block = block
+                self._publish(block, {}, {"stats": 1})
+
+    def stats_now(self) -> bytes:
+        """The stats event a starting stream is sent: the last one made, or made now (once
+        for every stream starting before the feed made one)."""
+        return self.stats_block or self.shared(("stats",), lambda: encode_event("stats", market.stats(self.db, self.symbol)))
 
     def _status(self, body: dict) -> None:
         with self.hub.lock:
@@ -241,6 +267,7 @@ class Feed:
         with self.hub.lock:
             self.cursor = cursor
             self._publish(with_id(common, cursor), per_interval, counts)
+        self.stats_due = True
         return len(rows) == PAGE
 
     def _batch(self, name: str, rows: list[tuple], latest_us: int) -> tuple[bytes, dict[str, bytes], dict[str, int]]:
@@ -309,6 +336,85 @@ class Feed:
             common, per_interval, counts = self._batch("late", late, self.cursor[0])
             with self.hub.lock:
                 self._publish(common, per_interval, counts)
+            self.stats_due = True
+
+
+class Tickers:
+    """Every symbol's last price (its latest 1m close) and change over the 1m candles of the
+    last 24 h, for every stream of a worker: read by one thread once a second (one query for
+    all symbols; the 24 h opens once a minute), the changed ones written into every feed's
+    log. Runs while streams are open."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.current: dict[str, dict] = {}
+        self.full: bytes | None = None  # what a starting stream is sent
+        self.opens: dict[str, float] = {}
+        self.opens_since: int | None = None
+        self.lock = threading.Lock()  # one first read
+        self.thread: threading.Thread | None = None
+
+    def head(self) -> bytes:
+        """Every ticker, as a starting stream's ``tickers`` event (read now if need be)."""
+        if self.full is None:
+            with self.lock:
+                if self.full is None:
+                    self.current = self._read()
+                    self.full = self._encode(True, list(self.current.values()))
+        with self.hub.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="stream-tickers", daemon=True)
+                self.thread.start()
+        return self.full
+
+    @staticmethod
+    def _encode(full: bool, tickers: list[dict]) -> bytes:
+        return encode_event("tickers", {"full": full, "tickers": tickers})
+
+    def _read(self) -> dict[str, dict]:
+        db = self.hub.db
+        rows = db.query(q.SYMBOLS)
+        since = market.day_start_us()
+        if since != self.opens_since or any(row[0] not in self.opens for row in rows if row[0] not in self.current):
+            self.opens = {symbol: opened for symbol, opened in db.query(q.OPENS_SINCE, {"since": since})}
+            self.opens_since = since
+        meta = market.instruments(db)
+        out = {}
+        for symbol, close, t in rows:
+            known = meta.get(symbol)
+            last = market.rounded(close, known["price_precision"] if known else None) if close is not None else None
+            out[symbol] = {"symbol": symbol, "last": last, "change_pct": market.percent(close, self.opens.get(symbol)),
+                           "time": t // US}
+        return out
+
+    def _run(self) -> None:
+        hub = self.hub
+        idle_since = None
+        while not hub.stopping.wait(TICKERS_EVERY_S):
+            with hub.lock:
+                if hub.streams:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since >= LINGER_S:
+                    self.thread = None
+                    self.full = None  # read afresh by the next stream
+                    return
+            try:
+                now = self._read()
+            except Unavailable:
+                continue
+            except Exception:  # never let one bad read stop the tickers
+                log.exception("tickers read failed")
+                continue
+            changed = [ticker for symbol, ticker in now.items() if self.current.get(symbol) != ticker]
+            self.current = now
+            self.full = self._encode(True, list(now.values()))
+            if changed:
+                block = self._encode(False, changed)
+                with hub.lock:
+                    for feed in hub.feeds.values():
+                        feed._publish(block, {}, {"tickers": 1})
 
 
 class Hub:
@@ -325,6 +431,7 @@ class Hub:
         self.waiting_thread: threading.Thread | None = None
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.tickers = Tickers(self)
 
     # -- the stream cap -------------------------------------------------------------
     def admit(self) -> bool:
@@ -421,8 +528,16 @@ class Ticket:
 
 
 def hello(symbol: str, interval: Interval, hub: Hub) -> bytes:
-    return b"retry: 2000\n\n" + encode_event("hello", {"symbol": symbol, "interval": interval.name,
-                                                 "poll_ms": int(hub.poll_s * 1000)})
+    """What every stream starts with: the retry delay, ``hello``, the symbol's ``stats``
+    (when it has trades) and every symbol's ``tickers``."""
+    parts = [b"retry: 2000\n\n", encode_event("hello", {"symbol": symbol, "interval": interval.name,
+                                                       "poll_ms": int(hub.poll_s * 1000)})]
+    with hub.lock:
+        feed = hub.feeds.get(symbol)
+    if feed is not None:
+        parts.append(feed.stats_now())
+    parts.append(hub.tickers.head())
+    return b"".join(parts)
 
 
 def sse(ticket: Ticket, head: bytes) -> Iterator[bytes]:
