@@ -1,6 +1,7 @@
 // Goosey LLC - QuestDB View: the live terminal.
-// Loads candles, trades and 24h stats from /api, then follows /api/stream (Server-Sent
-// Events) for the forming candle and new trades: the page never polls.
+// Loads candles, trades, 24h stats and the symbols from /api, then follows /api/stream
+// (Server-Sent Events) for the forming candle, new trades, the server's 24h stats and every
+// symbol's ticker for the watchlist: the page never polls.
 (() => {
   "use strict";
 
@@ -20,8 +21,11 @@
     bars: [],
     lastPrice: null,
     direction: "flat",
-    stats: null,
-    precision: 2,
+    stats: null, // the server's 24h stats (/stats, then the stream's stats events): never summed here
+    precision: 2, // price decimals: the instrument's tick size when known
+    minMove: 0.01,
+    sizePrecision: null, // size decimals from the lot size (null: as the number comes)
+    market: new Map(), // symbol -> /symbols entry (metadata, last, 24h change), kept live by `tickers`
     es: null,
     streamRetryMs: 1000,
     loadRetryMs: 1000,
@@ -160,20 +164,35 @@
   const toCandle = (c) => ({ time: c.time, open: c.open, high: c.high, low: c.low, close: c.close });
   const toVolume = (c) => ({ time: c.time, value: c.volume, color: c.close >= c.open ? "rgba(38,166,154,.45)" : "rgba(239,83,80,.45)" });
 
+  // Decimals of a number as JSON wrote it: the fallback for an instrument without metadata.
   function decimals(x) {
     const s = String(x);
+    if (/e/i.test(s)) return 8;
     const i = s.indexOf(".");
     return i < 0 ? 0 : s.length - i - 1;
   }
+  const precisionOf = (m) => (m && Number.isInteger(m.price_precision) ? Math.min(Math.max(m.price_precision, 0), 12) : null);
 
+  // Price decimals and the price scale's step: from the instrument's tick size (/symbols),
+  // else guessed from the prices' own digits.
   function adoptPrecision(prices) {
-    let p = 0;
-    for (const x of prices.slice(-300)) p = Math.max(p, decimals(x));
-    p = Math.min(Math.max(p, 1), 8);
-    if (p !== state.precision) {
+    const meta = state.market.get(state.symbol);
+    let p = precisionOf(meta);
+    if (p == null) {
+      p = 0;
+      for (const x of prices.slice(-300)) p = Math.max(p, decimals(x));
+      p = Math.min(Math.max(p, 1), 8);
+    }
+    const tick = meta ? Number(meta.tick_size) : NaN; // a string, as OKX gives it
+    const minMove = tick > 0 ? tick : Math.pow(10, -p);
+    const sp = meta && Number.isInteger(meta.size_precision) ? meta.size_precision : null;
+    state.sizePrecision = sp;
+    if (p !== state.precision || minMove !== state.minMove) {
       state.precision = p;
-      candles.applyOptions({ priceFormat: { type: "price", precision: p, minMove: Math.pow(10, -p) } });
-      for (const o of OVERLAYS) o.series.applyOptions({ priceFormat: { type: "price", precision: p, minMove: Math.pow(10, -p) } });
+      state.minMove = minMove;
+      const priceFormat = { type: "price", precision: p, minMove };
+      candles.applyOptions({ priceFormat });
+      for (const o of OVERLAYS) o.series.applyOptions({ priceFormat });
     }
   }
 
@@ -228,7 +247,6 @@
       bars.push(c);
       candles.update(toCandle(c));
       volume.update(toVolume(c));
-      if (last) loadStats(state.generation); // a new bucket: refresh the 24h window too
     } else if (c.time === last.time) {
       bars[bars.length - 1] = c;
       candles.update(toCandle(c));
@@ -255,6 +273,10 @@
   // -- prices, stats, tape --------------------------------------------------
   const fmt = (x, p) => (x == null ? "—" : Number(x).toLocaleString("en-US", { minimumFractionDigits: p, maximumFractionDigits: p }));
   const fmtVol = (x) => (x == null ? "—" : Number(x).toLocaleString("en-US", { maximumFractionDigits: x >= 1000 ? 0 : 4 }));
+  const fmtSize = (x) => Number(x).toLocaleString("en-US", state.sizePrecision == null ? { maximumFractionDigits: 8 }
+    : { minimumFractionDigits: state.sizePrecision, maximumFractionDigits: state.sizePrecision });
+  const fmtPct = (pct) => (pct == null ? "—" : `${pct > 0 ? "+" : ""}${Number(pct).toFixed(2)}%`);
+  const trend = (x) => (x > 0 ? "up" : x < 0 ? "down" : "");
 
   function setLastPrice(price) {
     if (state.lastPrice != null && price !== state.lastPrice) state.direction = price > state.lastPrice ? "up" : "down";
@@ -272,17 +294,25 @@
       $("last-change").textContent = "\u00a0";
       return;
     }
-    const pct = s.open ? ((s.last - s.open) / s.open) * 100 : 0;
-    const cls = pct > 0 ? "up" : pct < 0 ? "down" : "";
-    const sign = pct > 0 ? "+" : "";
-    set("stat-change", `${sign}${pct.toFixed(2)}%`, cls);
+    // As the server computed them over its 24 h window (an older api: from open and last).
+    const change = s.change ?? s.last - s.open;
+    const pct = s.change_pct ?? (s.open ? (change / s.open) * 100 : null);
+    const cls = trend(change);
+    set("stat-change", fmtPct(pct), cls);
     set("stat-high", fmt(s.high, state.precision));
     set("stat-low", fmt(s.low, state.precision));
     set("stat-volume", fmtVol(s.volume));
     set("stat-trades", Number(s.trades).toLocaleString("en-US"));
     const ch = $("last-change");
-    ch.textContent = `${sign}${fmt(s.last - s.open, state.precision)} (${sign}${pct.toFixed(2)}%)`;
+    ch.textContent = `${change > 0 ? "+" : ""}${fmt(change, state.precision)} (${fmtPct(pct)})`;
     ch.className = `change ${cls}`;
+  }
+
+  // The 24h stats the server pushed (or /stats answered) for the symbol on screen.
+  function applyStats(s) {
+    if (!s || s.symbol !== state.symbol) return;
+    state.stats = s;
+    renderStats();
   }
 
   function tapeRow(t, fresh) {
@@ -290,9 +320,11 @@
     li.className = `${t.side}${fresh ? " fresh" : ""}`;
     li.dataset.id = String(t.id);
     li.dataset.ms = String(t.time_ms);
+    li.dataset.price = String(t.price);
+    li.dataset.size = String(t.size);
     li.innerHTML = `<span class="px"></span><span class="sz"></span><span class="t"></span>`;
     li.children[0].textContent = fmt(t.price, state.precision);
-    li.children[1].textContent = Number(t.size).toLocaleString("en-US", { maximumFractionDigits: 8 });
+    li.children[1].textContent = fmtSize(t.size);
     li.children[2].textContent = clock(t.time_ms);
     return li;
   }
@@ -314,20 +346,10 @@
       state.newestTradeMs = Math.max(state.newestTradeMs ?? t.time_ms, t.time_ms);
       tape.prepend(tapeRow(t, true));
       setLastPrice(t.price);
-      const s = state.stats;
-      if (s) {
-        if (s.last == null) { s.open = s.high = s.low = t.price; s.volume = 0; s.trades = 0; }
-        s.last = t.price;
-        s.high = Math.max(s.high, t.price);
-        s.low = Math.min(s.low, t.price);
-        s.volume += t.size;
-        s.trades += 1;
-      }
     }
     while (tape.children.length > TAPE_MAX) tape.lastElementChild.remove();
     if (state.seen.size > 5000) state.seen = new Set([...tape.children].map((li) => Number(li.dataset.id)));
     $("tape-empty").hidden = tape.children.length > 0;
-    renderStats();
     stamp();
   }
 
@@ -443,33 +465,177 @@
 
   const q = () => `symbol=${encodeURIComponent(state.symbol)}`;
 
-  async function loadStats(gen) {
-    try {
-      const s = await getJSON(`/stats?${q()}`);
-      if (gen === state.generation) { state.stats = s; renderStats(); }
-    } catch (_) { /* the stream's own state shows trouble */ }
+  // -- the watchlist: every symbol with trades, its last price and 24h change ----------------
+  // Filled from /symbols (with each instrument's tick and lot size), then kept live by the
+  // stream's `tickers` events: the full list when a stream starts, then the entries that
+  // changed. One row per symbol, made once and updated in place (hundreds of symbols, many
+  // changes a second); a search box filters, the column heads sort, the keyboard drives it.
+  const WATCH_SORTS = ["symbol", "last", "change"];
+  const watch = {
+    rows: new Map(), // symbol -> <li>
+    sort: WATCH_SORTS.includes(stored("gostream.watch.sort", "")) ? stored("gostream.watch.sort", "") : "symbol",
+    desc: stored("gostream.watch.desc", "false") === "true",
+    filter: "",
+    cursor: null, // the row the arrow keys are on
+    resort: null, // a timer: live changes re-sort a list sorted by price or change once a second
+    loaded: null, // the promise of the last /symbols
+  };
+  const squash = (text) => text.toUpperCase().replace(/[^A-Z0-9]/g, ""); // "btc/usdt" finds BTC-USDT
+
+  // One symbol's entry from /symbols or a ticker, merged into what we know of it.
+  function mergeMarket(entry) {
+    if (!entry || typeof entry.symbol !== "string") return null;
+    const old = state.market.get(entry.symbol);
+    const next = { ...old, ...entry };
+    if (entry.change_pct === undefined && entry.change_pct_24h !== undefined) next.change_pct = entry.change_pct_24h;
+    state.market.set(entry.symbol, next);
+    return { old, next };
   }
 
-  // Every symbol with trades (hundreds when following all of OKX) as the picker's search
-  // list: the browser filters a datalist as the user types, without a frame per option.
-  async function loadSymbols() {
-    let names = [];
-    try { names = (await getJSON("/symbols")).map((s) => s.symbol); } catch (_) { /* keep the current one */ }
-    if (!names.includes(state.symbol)) names.unshift(state.symbol);
-    state.symbols = new Set(names);
-    const options = document.createDocumentFragment();
-    for (const name of names) options.append(new Option(name, name));
-    $("symbol-list").replaceChildren(options);
-    if (document.activeElement !== $("symbol")) $("symbol").value = state.symbol;
+  function watchRow(symbol) {
+    let li = watch.rows.get(symbol);
+    if (li) return li;
+    li = document.createElement("li");
+    li.id = `watch-${symbol}`;
+    li.dataset.symbol = symbol;
+    li.setAttribute("role", "option");
+    li.innerHTML = `<span class="w-sym"><b></b><span></span></span><span class="w-last"></span><span class="w-chg"></span>`;
+    const dash = symbol.indexOf("-");
+    li.querySelector("b").textContent = dash > 0 ? symbol.slice(0, dash) : symbol;
+    li.querySelector(".w-sym span").textContent = dash > 0 ? symbol.slice(dash) : "";
+    li.title = symbol;
+    watch.rows.set(symbol, li);
+    const opt = new Option(symbol, symbol); // the header's picker offers it too
+    $("symbol-list").append(opt);
+    return li;
+  }
+
+  function paintRow(li, m, old) {
+    const p = precisionOf(m) ?? Math.min(decimals(m.last), 8);
+    li.children[1].textContent = m.last == null ? "—" : fmt(m.last, p);
+    const chg = li.children[2];
+    chg.textContent = fmtPct(m.change_pct);
+    chg.className = `w-chg ${trend(m.change_pct)}`;
+    li.setAttribute("aria-selected", String(m.symbol === state.symbol));
+    if (old && old.last != null && m.last != null && m.last !== old.last) {
+      // A short flash in the direction of the move, as exchanges do.
+      li.dataset.tick = m.last > old.last ? "up" : "down";
+      li.animate([{ backgroundColor: m.last > old.last ? "rgba(38,166,154,.28)" : "rgba(239,83,80,.28)" },
+                  { backgroundColor: "transparent" }], { duration: 700, easing: "ease-out" });
+    }
+  }
+
+  function compareWatch(a, b) {
+    if (watch.sort === "symbol") return (watch.desc ? -1 : 1) * (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : 0);
+    const key = watch.sort === "last" ? "last" : "change_pct";
+    const x = a[key], y = b[key];
+    if (x == null || y == null) return x == null ? (y == null ? 0 : 1) : -1; // unknown last, either way
+    return (watch.desc ? y - x : x - y) || (a.symbol < b.symbol ? -1 : 1);
+  }
+
+  // The rows in order, the filter applied: cheap enough for hundreds of symbols at once a second.
+  function renderWatch() {
+    clearTimeout(watch.resort);
+    watch.resort = null;
+    const entries = [...state.market.values()].sort(compareWatch);
+    const needle = squash(watch.filter);
+    let shown = 0;
+    const rows = entries.map((m) => {
+      const li = watchRow(m.symbol);
+      li.hidden = needle !== "" && !squash(m.symbol).includes(needle);
+      if (!li.hidden) shown += 1;
+      return li;
+    });
+    const list = $("watchlist");
+    if (rows.length !== list.children.length || rows.some((li, i) => list.children[i] !== li)) list.replaceChildren(...rows);
+    const total = state.market.size;
+    $("watch-count").textContent = needle ? `${shown} of ${total}` : String(total);
+    const empty = $("watch-empty");
+    empty.hidden = shown > 0;
+    empty.textContent = total === 0 ? "No symbols with trades yet" : `No symbol matches “${watch.filter.trim()}”`;
+    if (watch.cursor && (watch.cursor.hidden || !watch.cursor.isConnected)) moveCursor(null);
+    for (const b of document.querySelectorAll(".watch-head button")) {
+      const on = b.dataset.sort === watch.sort;
+      b.setAttribute("aria-pressed", String(on));
+      b.dataset.dir = on ? (watch.desc ? "desc" : "asc") : "";
+    }
+  }
+
+  // Entries from /symbols or the stream: rows painted in place; a new symbol, or a change
+  // the list is sorted by, puts the rows in order again (at most once a second when live).
+  function applyMarket(entries, live) {
+    let reorder = false;
+    for (const entry of entries) {
+      const merged = mergeMarket(entry);
+      if (!merged) continue;
+      const { old, next } = merged;
+      if (!old) reorder = true;
+      else if (watch.sort === "last" ? old.last !== next.last : watch.sort === "change" && old.change_pct !== next.change_pct) reorder = true;
+      paintRow(watchRow(next.symbol), next, live ? old : null);
+      if (next.symbol === state.symbol && old && precisionOf(old) !== precisionOf(next)) refreshPrecision();
+    }
+    if (!reorder) return;
+    if (!live) renderWatch();
+    else if (!watch.resort) watch.resort = setTimeout(renderWatch, 1000);
+  }
+
+  // The instrument's metadata arrived (or changed) for the symbol on screen: prices again.
+  function refreshPrecision() {
+    adoptPrecision(state.bars.flatMap((c) => [c.open, c.close]));
+    if (state.lastPrice != null) $("last-price").textContent = fmt(state.lastPrice, state.precision);
+    for (const li of $("tape").children) li.children[0].textContent = fmt(Number(li.dataset.price), state.precision);
+    for (const li of $("tape").children) li.children[1].textContent = fmtSize(Number(li.dataset.size));
+    renderStats();
+    renderLegend();
+  }
+
+  function markCurrent() {
+    for (const li of $("watchlist").querySelectorAll("li[aria-selected='true']")) li.setAttribute("aria-selected", "false");
+    const li = watch.rows.get(state.symbol);
+    if (li) li.setAttribute("aria-selected", "true");
+  }
+
+  // Every symbol with trades (hundreds when following all of OKX): the watchlist, and the
+  // header picker's search list (a datalist: the browser filters it without a frame per option).
+  function loadSymbols() {
+    watch.loaded = getJSON("/symbols").then((list) => {
+      applyMarket(Array.isArray(list) ? list : [], false);
+      markCurrent();
+      return true;
+    }, () => false);
+    return watch.loaded;
+  }
+
+  function moveCursor(li) {
+    if (watch.cursor) watch.cursor.classList.remove("cursor");
+    watch.cursor = li;
+    const box = $("watch-search");
+    if (li) {
+      li.classList.add("cursor");
+      li.scrollIntoView({ block: "nearest" });
+      box.setAttribute("aria-activedescendant", li.id);
+    } else {
+      box.removeAttribute("aria-activedescendant");
+    }
+  }
+
+  function stepCursor(by) {
+    const rows = [...$("watchlist").children].filter((li) => !li.hidden);
+    if (!rows.length) return;
+    let i = watch.cursor ? rows.indexOf(watch.cursor) : rows.indexOf(watch.rows.get(state.symbol));
+    i = i < 0 ? (by > 0 ? 0 : rows.length - 1) : Math.min(Math.max(i + by, 0), rows.length - 1);
+    moveCursor(rows[i]);
   }
 
   function pickSymbol(value) {
     const name = value.trim().toUpperCase();
-    const known = state.symbols && state.symbols.has(name);
+    const known = state.market.has(name) || name === state.symbol;
     $("symbol").setAttribute("aria-invalid", known || !name ? "false" : "true");
     if (!known || name === state.symbol) return;
     state.symbol = name;
     state.everLive = false;
+    if (document.activeElement !== $("symbol")) $("symbol").value = name;
+    markCurrent();
     remember();
     load();
   }
@@ -487,6 +653,8 @@
         getJSON(`/candles?${q()}&interval=${state.interval}`),
         getJSON(`/trades?${q()}&limit=${TAPE_MAX}`),
         getJSON(`/stats?${q()}`),
+        // The instrument's precision before anything is drawn (/symbols again if it failed).
+        (watch.loaded || loadSymbols()).then((ok) => ok || loadSymbols()),
       ]);
       if (gen !== state.generation) return;
       state.loadRetryMs = 1000;
@@ -503,8 +671,8 @@
       }
       state.shown = view;
       setTape(trades);
-      state.stats = stats;
-      renderStats();
+      state.stats = null;
+      applyStats(stats);
       if (bars.length) hideOverlay();
       else showOverlay("empty", `No trades for ${state.symbol} yet`, "The chart fills in as soon as trades arrive.");
       stamp();
@@ -601,6 +769,14 @@
     // the last price.
     es.addEventListener("late", (ev) => { if (mine()) track(ev); });
     es.addEventListener("reload", () => { if (mine()) load(); }); // too far behind, or trades at last
+    // The server's 24h window for this symbol, after each batch: shown as it is.
+    es.addEventListener("stats", (ev) => { if (mine()) applyStats(JSON.parse(ev.data)); });
+    // Every symbol's last price and 24h change: all at the start, then the ones that changed.
+    es.addEventListener("tickers", (ev) => {
+      if (!mine()) return;
+      const body = JSON.parse(ev.data);
+      applyMarket(Array.isArray(body.tickers) ? body.tickers : [], true);
+    });
     es.addEventListener("status", (ev) => {
       if (!mine()) return;
       const s = JSON.parse(ev.data);
@@ -786,7 +962,7 @@
 
   // A pick from the list fires input with a whole name; typing goes on until Enter or a blur.
   $("symbol").addEventListener("input", (ev) => {
-    if (state.symbols && state.symbols.has(ev.target.value)) pickSymbol(ev.target.value);
+    if (state.market.has(ev.target.value)) pickSymbol(ev.target.value);
   });
   $("symbol").addEventListener("change", (ev) => pickSymbol(ev.target.value));
   $("symbol").addEventListener("keydown", (ev) => {
@@ -794,6 +970,41 @@
     if (ev.key === "Escape") { ev.target.value = state.symbol; ev.target.blur(); }
   });
   $("symbol").addEventListener("focus", (ev) => ev.target.select());
+
+  // The watchlist: a click switches; the search box filters, arrows move, Enter switches,
+  // Escape clears; "/" anywhere jumps to the search box; the column heads sort.
+  $("watchlist").addEventListener("click", (ev) => {
+    const li = ev.target.closest("li[data-symbol]");
+    if (li) { moveCursor(null); pickSymbol(li.dataset.symbol); }
+  });
+  $("watch-search").addEventListener("input", (ev) => { watch.filter = ev.target.value; moveCursor(null); renderWatch(); });
+  $("watch-search").addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowDown" || ev.key === "ArrowUp") { ev.preventDefault(); stepCursor(ev.key === "ArrowDown" ? 1 : -1); }
+    else if (ev.key === "Enter") {
+      const li = watch.cursor || [...$("watchlist").children].find((r) => !r.hidden);
+      if (li) { moveCursor(null); pickSymbol(li.dataset.symbol); }
+    } else if (ev.key === "Escape") {
+      if (ev.target.value) { ev.target.value = ""; watch.filter = ""; moveCursor(null); renderWatch(); } else ev.target.blur();
+    }
+  });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key !== "/" || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const t = ev.target;
+    if (t && (t.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(t.tagName))) return;
+    ev.preventDefault();
+    $("watch-search").focus();
+    $("watch-search").select();
+  });
+  for (const b of document.querySelectorAll(".watch-head button")) {
+    b.addEventListener("click", () => {
+      // Again on the same column: the other way. Prices and changes start high, names at A.
+      if (watch.sort === b.dataset.sort) watch.desc = !watch.desc;
+      else { watch.sort = b.dataset.sort; watch.desc = watch.sort !== "symbol"; }
+      store("gostream.watch.sort", watch.sort);
+      store("gostream.watch.desc", String(watch.desc));
+      renderWatch();
+    });
+  }
 
   // For tests and the curious: the terminal's state.
   window.terminal = {
@@ -809,6 +1020,15 @@
     get utc() { return state.utc; },
     get feed() { return { stale: staleFor() != null, staleForS: staleFor(), newestTradeMs: state.newestTradeMs }; },
     get loadingOlder() { return older.busy; },
+    get stats() { return state.stats ? { ...state.stats } : null; },
+    get precision() { return { price: state.precision, minMove: state.minMove, size: state.sizePrecision }; },
+    get market() { return [...state.market.values()].map((m) => ({ ...m })); },
+    get watchlist() { // the rows as shown, in order
+      return [...$("watchlist").children].filter((li) => !li.hidden).map((li) => ({
+        symbol: li.dataset.symbol, last: li.children[1].textContent, change: li.children[2].textContent,
+        current: li.getAttribute("aria-selected") === "true",
+      }));
+    },
     get historyDone() { return older.done; },
     formatTick: (sec, type) => tickMark(sec, type),
     chart,
@@ -818,7 +1038,9 @@
   renderIntervals();
   renderOverlayToggles();
   renderZone();
+  renderWatch();
   remember(); // the URL always names the view, so it can be shared
+  $("symbol").value = state.symbol;
   loadSymbols();
   load();
 })();
