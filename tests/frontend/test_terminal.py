@@ -1,6 +1,7 @@
 """The terminal as a trader uses it, in Chromium against the real api and QuestDB: the
 crosshair legend, older bars on scrolling left, overlays, zoom kept across a resync, UTC or
-local time, interval keys, the view in the URL, the feed-stale status and the narrow layout."""
+local time, interval keys, the view in the URL, the feed-stale status and the wide and narrow
+layouts (watchlist and tape beside the chart, or under it)."""
 
 from __future__ import annotations
 
@@ -305,23 +306,49 @@ def _overlap(a: dict, b: dict) -> bool:
             a["y"] < b["y"] + b["height"] - 0.5 and b["y"] < a["y"] + a["height"] - 0.5)
 
 
+def more_markets(n: int = 9) -> list[str]:
+    """Symbols with a trade 23 h ago and one a minute ago: the watchlist's 24 h changes."""
+    rng = random.Random(3)
+    names = [f"{unique(base)}-USDT" for base in ("ETH", "SOL", "XRP", "DOGE", "ADA", "TON", "LINK", "AVAX", "DOT")[:n]]
+    now_ms = int(time.time() * 1000)
+    with _sender() as sender:
+        for name in names:
+            opened = round(rng.uniform(0.2, 4000), 2)
+            for i, (ms, price) in enumerate(((now_ms - 23 * 3600_000, opened),
+                                             (now_ms - 60_000, round(opened * rng.uniform(0.9, 1.1), 2)))):
+                sender.row(TRADES_TABLE, symbols={"symbol": name, "side": "buy"},
+                           columns={"trade_id": i + 1, "price": price, "size": 1.0, "fills": 1,
+                                    "received_at": TimestampMicros(ms * 1000)},
+                           at=TimestampNanos(ms * 1_000_000))
+        sender.flush(transactional=True)
+    return names
+
+
 def test_wide_and_narrow_layouts(frontend, market, browser):  # noqa: F811
+    others = more_markets()
+    wait_for(lambda: set(others) <= {s["symbol"] for s in get(TEST_PORTS.api, "/symbols")[1]}, 60,
+             message="the other markets in /symbols")
     page, problems = open_page(browser, f"/?symbol={market}&interval=1s")
     page.wait_for_function("() => window.terminal.bars.length === 500")
+    page.wait_for_function(f"() => window.terminal.watchlist.filter((r) => {others!r}.includes(r.symbol)).length === {len(others)}")
     page.click("#overlays button[data-overlay='ema50']")
+    page.wait_for_function("() => window.terminal.pulse === 'live'", timeout=20_000)
     box = page.locator("#chart").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.3)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "terminal-wide.png"))
     wide = {name: page.locator(sel).bounding_box() for name, sel in
-            (("header", ".topbar"), ("chart", ".chart-panel"), ("tape", ".tape-panel"))}
+            (("header", ".topbar"), ("chart", ".chart-panel"), ("tape", ".tape-panel"), ("watch", ".watch-panel"))}
     assert wide["tape"]["x"] >= wide["chart"]["x"] + wide["chart"]["width"] - 1  # beside the chart
+    assert wide["watch"]["x"] == wide["tape"]["x"]  # the watchlist over the tape
+    assert wide["watch"]["y"] + wide["watch"]["height"] <= wide["tape"]["y"] + 0.5
 
     page.set_viewport_size({"width": 380, "height": 800})
     page.wait_for_function("() => document.querySelector('.tape-panel').getBoundingClientRect().top > "
                            "document.querySelector('.chart-panel').getBoundingClientRect().top + 200")
     boxes = {name: page.locator(sel).bounding_box() for name, sel in
-             (("header", ".topbar"), ("chart", ".chart-panel"), ("tape", ".tape-panel"), ("status", ".statusbar"))}
+             (("header", ".topbar"), ("chart", ".chart-panel"), ("tape", ".tape-panel"), ("watch", ".watch-panel"),
+              ("status", ".statusbar"))}
     names = list(boxes)
     for i, a in enumerate(names):
         assert boxes[a]["x"] >= -0.5 and boxes[a]["x"] + boxes[a]["width"] <= 380.5, (a, boxes[a])
@@ -329,7 +356,8 @@ def test_wide_and_narrow_layouts(frontend, market, browser):  # noqa: F811
             assert not _overlap(boxes[a], boxes[b]), (a, boxes[a], b, boxes[b])
     assert boxes["header"]["y"] + boxes["header"]["height"] <= boxes["chart"]["y"] + 0.5
     assert boxes["chart"]["y"] + boxes["chart"]["height"] <= boxes["tape"]["y"] + 0.5  # the tape under the chart
-    assert boxes["chart"]["height"] >= 300 and boxes["tape"]["height"] >= 200
+    assert boxes["tape"]["y"] + boxes["tape"]["height"] <= boxes["watch"]["y"] + 0.5  # the watchlist under it
+    assert boxes["chart"]["height"] >= 300 and boxes["tape"]["height"] >= 200 and boxes["watch"]["height"] >= 250
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 380  # no sideways page scroll
     # The header wraps: none of its parts overlap one another, all inside the screen.
     parts = page.evaluate("""() => [...document.querySelector('.topbar').children].map((el) => {
