@@ -10,7 +10,12 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gostream.api import market
+from gostream.api.db import Database, make_engine
+from gostream.api.settings import ApiSettings
 from tests.api.pipeline import get, insert_trade
 from tests.conftest import TEST_PORTS, sql, unique, wait_for
 
@@ -32,7 +37,7 @@ def significant(number: str) -> int:
 
 def decimals(number: str) -> int:
     mantissa = re.split("[eE]", number)[0]
-    places = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    places = len(mantissa.split(".")[1].rstrip("0")) if "." in mantissa else 0
     exponent = int(re.split("[eE]", number)[1]) if re.search("[eE]", number) else 0
     return max(0, places - exponent)
 
@@ -115,3 +120,37 @@ def test_no_answer_prints_binary_noise(noisy, kind):
                 if path.startswith(("/candles", "/stats")):
                     assert all(decimals(repr(row[k])) <= 1 for k in ("open", "high", "low") if row[k] is not None)
                     assert decimals(repr(row["volume"])) <= 4, (path, row)
+
+
+def test_the_metadata_and_names_as_the_api_reads_them(noisy):
+    db = Database(make_engine(ApiSettings(questdb_host="127.0.0.1", questdb_pg_port=TEST_PORTS.questdb_pg)))
+    try:
+        assert market.instruments(db)[noisy["meta"]] == {
+            "symbol": noisy["meta"], "inst_type": "SPOT", "tick_size": "0.1", "lot_size": "0.0001",
+            "price_precision": 1, "size_precision": 4, "base": noisy["meta"].split("-")[0], "quote": "USDT",
+            "state": "live"}
+        assert noisy["plain"] not in market.instruments(db)
+        assert market.symbol_names(db) == [s["symbol"] for s in get(PORT, "/symbols")[1]]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("size, places", [("0.1", 1), ("0.00000001", 8), ("1", 0), ("10", 0), ("0.5", 1),
+                                          ("0.00005", 5), ("", None), ("abc", None), (None, None), ("1e-3", 3)])
+def test_decimals_of_an_okx_size(size, places):
+    assert market.decimals(size) == places
+
+
+@settings(max_examples=500)
+@given(st.floats(min_value=0, max_value=1e12, allow_nan=False), st.none() | st.integers(0, 12))
+def test_rounding_never_prints_noise_and_stays_within_half_a_unit(x, places):
+    got = market.rounded(x, places)
+    text = repr(got)
+    assert significant(text) <= 15
+    if places is not None:
+        assert decimals(text) <= places or significant(text) == 15
+        assert abs(got - x) <= 0.5 * 10 ** -places + abs(x) * 1e-14
+    else:
+        assert abs(got - x) <= abs(x) * 1e-11
+    # The /candles fast path prints the same number from QuestDB's text.
+    assert float(market._digits(None, places).size_text(repr(x))) == market._digits(None, places).size(x)

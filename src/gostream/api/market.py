@@ -60,7 +60,10 @@ def _text_rounder(places: int | None) -> Callable[[str], str]:
     form = "%.12g" if places is None else f"%.{places}f"
 
     def tidy(text: str) -> str:
-        out = form % float(text)
+        x = float(text)
+        out = form % x
+        if len(out) > 16:  # maybe more than 15 significant digits: the float way
+            return repr(rounded(x, places))
         if "." in out and places is not None:
             out = out.rstrip("0")
         # As Python prints a float: 0.3, 1.0, 1.23e-05 (never "1", which reads back as an int).
@@ -321,6 +324,12 @@ def day_start_us(now_s: float | None = None) -> int:
     """Where the rolling 24 h of /symbols and the tickers start: the minute holding now - 24 h."""
     now_us = int((time.time() if now_s is None else now_s) * US)
     return (now_us - DAY_US) // MINUTE_US * MINUTE_US
+
+
+def symbol_names(db: Database) -> list[str]:
+    """Every symbol with trades, ascending (one row per symbol from the 1m view: cheap, for
+    searches; ``symbols`` adds the 24 h figures)."""
+    return [row[0] for row in db.query(q.SYMBOLS)]
 
 
 _META_FIELDS = ("inst_type", "tick_size", "lot_size", "price_precision", "size_precision")
