@@ -22,7 +22,8 @@ no gain (the GIL serialises Python's allocations anyway), so a process is held t
 ``MALLOC_ARENA_MAX`` (default 2) arenas.
 
 Environment: ``HOST`` (0.0.0.0), ``PORT``, ``WEB_CONCURRENCY`` (workers), ``GUNICORN_THREADS``
-(threads per worker; each open stream holds one), ``LOG_LEVEL``, ``ACCESS_LOG``.
+(threads per worker; each open stream holds one), ``LOG_LEVEL``, ``ACCESS_LOG``,
+``SHUTDOWN_TIMEOUT_S`` (the most the graceful shutdown may take; the chart sets it).
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ def settings(service: str, port: int, workers: int, threads: int, graceful_timeo
         "threads": int(os.environ.get("GUNICORN_THREADS", str(threads))),
         "worker_connections": worker_connections,
         "timeout": 30,
-        # Open event streams never finish by themselves; browsers reconnect.
-        "graceful_timeout": graceful_timeout,
+        # Open event streams never finish by themselves; browsers reconnect. Never longer than
+        # what the pod's grace period leaves after its preStop sleep (SHUTDOWN_TIMEOUT_S).
+        "graceful_timeout": min(graceful_timeout, float(os.environ.get("SHUTDOWN_TIMEOUT_S") or graceful_timeout)),
         "keepalive": 5,
         "proc_name": f"gostream-{service}",
         # With one worker there is nothing to share, and the master would hold a copy of the app.

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
@@ -63,11 +64,16 @@ def main() -> int:
     ingest: Ingest | None = None
     starting = ["starting"]
     stopping = threading.Event()
+    deadline = [float("inf")]  # SIGTERM time + shutdown_timeout_s
 
     def problems() -> list[str]:
         return ingest.problems() if ingest else [f"consumer: {starting[0]}"]
 
+    def left() -> float:
+        return max(0.1, min(10.0, deadline[0] - time.monotonic()))
+
     def on_signal(signum, _frame):
+        deadline[0] = min(deadline[0], time.monotonic() + settings.shutdown_timeout_s)
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -118,8 +124,8 @@ def main() -> int:
         log.error("kafka failed", extra={"error": str(exc)})
         return 1
     finally:
-        consumer.close(autocommit=False)
-        dlq_producer.close(timeout=10)
+        consumer.close(autocommit=False, timeout_ms=int(left() * 1000))
+        dlq_producer.close(timeout=left())
         sink.close()
         health.stop()
         log.info("consumer stopped")

@@ -31,6 +31,10 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     # How long the questdb client itself retries a failed flush before we rewind.
     questdb_retry_timeout_s: float = 5.0
     retry_max_delay_s: float = 30.0
+    # Seconds the shutdown after SIGTERM may take (the chart passes what the pod's grace
+    # period leaves): the batch in flight ends (its flush retries for at most
+    # questdb_retry_timeout_s), then the Kafka clients close within what is left.
+    shutdown_timeout_s: float = 20.0
 
     def check(self) -> None:
-        require_positive(self, "kafka_session_timeout_ms", "kafka_fetch_max_wait_ms", "stall_timeout_s", "batch_max_records", "flush_interval_s", "retry_max_delay_s")
+        require_positive(self, "kafka_session_timeout_ms", "kafka_fetch_max_wait_ms", "stall_timeout_s", "batch_max_records", "flush_interval_s", "retry_max_delay_s", "shutdown_timeout_s")

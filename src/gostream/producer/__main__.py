@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 
 from kafka.errors import KafkaError
 
@@ -110,10 +111,15 @@ async def run(settings: ProducerSettings) -> None:
     except asyncio.CancelledError:
         log.info("shutting down: flushing kafka")
     finally:
-        await asyncio.to_thread(auditor.stop)
-        await asyncio.to_thread(feed.close)
+        deadline = time.monotonic() + settings.shutdown_timeout_s
+
+        def left(share: float = 1.0) -> float:
+            return max(0.1, (deadline - time.monotonic()) * share)
+
+        await asyncio.to_thread(auditor.stop, left(0.25))
+        await asyncio.to_thread(feed.close, left(0.25))
         if publisher is not None:
-            await asyncio.to_thread(publisher.close, settings.shutdown_flush_timeout_s)
+            await asyncio.to_thread(publisher.close, left())
         health.stop()
         log.info("producer stopped", extra={"received": feed.received})
 

@@ -305,10 +305,10 @@ class Auditor:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(10)
+            self._thread.join(timeout_s)
 
     def problems(self) -> list[str]:
         if self._failing_since and time.monotonic() - self._failing_since > 2 * self.interval_s:

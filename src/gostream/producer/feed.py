@@ -275,7 +275,7 @@ class Feed:
         log.warning("gap not filled completely; the completeness audit takes it over",
                     extra={**extra, "error": job.error, "beyond_history": job.exhausted})
 
-    def close(self) -> None:
-        """Let the page in flight finish handing its trades over; what is still queued is
-        a hole in the store, which the audit finds after the restart."""
-        self.history.close()
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Let the page in flight finish handing its trades over (for up to ``timeout_s``);
+        what is still queued is a hole in the store, which the audit finds after the restart."""
+        self.history.close(timeout_s)

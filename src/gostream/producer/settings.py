@@ -38,7 +38,10 @@ class ProducerSettings(KafkaSettings, QuestDBSettings):
     # The most trades of one symbol in one Kafka record (codec v2): what is queued is
     # sent together, so this only matters in bursts.
     publish_batch_max: int = 500
-    shutdown_flush_timeout_s: float = 10.0
+    # Seconds the whole shutdown after SIGTERM may take (the chart passes what the pod's
+    # grace period leaves): the audit and the REST page in flight get a share of it, the
+    # Kafka flush what is left.
+    shutdown_timeout_s: float = 20.0
     # A live gap larger than this (a long outage) is fetched at once only for its newest
     # trades; the rest is a hole in the store, filled by the audit.
     backfill_max_trades: int = 100_000
