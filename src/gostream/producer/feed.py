@@ -210,8 +210,7 @@ class Feed:
                     if self.continuity.regressions:
                         self._regressed(self.continuity.regressions.pop())
                     self.received += 1
-                    metrics.TRADES_RECEIVED.labels(trade.symbol).inc()
-                    metrics.LAST_TRADE_TIME.labels(trade.symbol).set(trade.ts_ms / 1000)
+                    metrics.RECEIVED.note(trade.symbol, 1, trade.ts_ms)
                     self.on_trade(trade)
             case okx.Subscribed(symbol=symbol):
                 self._refused.pop(symbol, None)

@@ -45,7 +45,11 @@ class Publisher:
         self.on_lost = on_lost
         self.batch_max = batch_max
         self.linger_s = linger_s
-        self._queue: queue.Queue = queue.Queue(maxsize=buffer_max)
+        self.buffer_max = buffer_max
+        # A SimpleQueue (C, no lock of its own to take per trade: ~0.1 µs a put and get
+        # against ~3 µs for queue.Queue); its size, for the bound and the gauge, is O(1).
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        metrics.BUFFERED.set_function(self._queue.qsize)
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers.split(","),
             # Idempotent with acks=all (kafka-python 3 defaults, spelled out because the
@@ -73,15 +77,15 @@ class Publisher:
         return self
 
     def offer(self, trade: Trade) -> bool:
-        """Queue a trade for Kafka without blocking; False if it had to be dropped."""
-        try:
-            self._queue.put_nowait(trade)
-        except queue.Full:
+        """Queue a trade for Kafka without blocking; False if it had to be dropped. (Two
+        threads offer, the feed's loop and the REST worker: the buffer may exceed
+        ``buffer_max`` by one trade.)"""
+        if self._queue.qsize() >= self.buffer_max:
             self.dropped += 1
             metrics.TRADES_DROPPED.inc()
             self.on_lost(trade)
             return False
-        metrics.BUFFERED.set(self._queue.qsize())
+        self._queue.put(trade)
         return True
 
     def _run(self) -> None:
@@ -92,7 +96,6 @@ class Publisher:
                 by_symbol.setdefault(trade.symbol, []).append(trade)
             for symbol, trades in by_symbol.items():
                 self._send(symbol, trades)
-            metrics.BUFFERED.set(self._queue.qsize())
             if stop:
                 return
 
@@ -145,7 +148,7 @@ class Publisher:
             found.append("kafka: not connected")
         if self._last_error_at and time.monotonic() - self._last_error_at < error_window_s:
             found.append(f"kafka: publish failed recently ({self._last_error})")
-        if self._queue.full():
+        if self._queue.qsize() >= self.buffer_max:
             found.append("publish buffer full")
         return found
 
