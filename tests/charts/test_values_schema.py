@@ -34,6 +34,26 @@ BAD_VALUES = {
     "short stream timeout": (["ingress.streamTimeoutSeconds=5"], "/ingress/streamTimeoutSeconds"),
     "route without gateway": (["httpRoute.enabled=true"], "parentRefs"),
     "misspelt parentRef": (["httpRoute.parentRefs[0].gateway=public"], "gateway"),
+    # the operator's hooks (templates/_workload.tpl)
+    "two producers": (["producer.replicaCount=2"], "/producer/replicaCount"),
+    "grace period too short": (["api.terminationGracePeriodSeconds=2"], "/api/terminationGracePeriodSeconds"),
+    "negative preStop sleep": (["consumer.preStopSleepSeconds=-1"], "/consumer/preStopSleepSeconds"),
+    "digest without algorithm": (["producer.image.digest=0123456789abcdef0123456789abcdef"], "/producer/image/digest"),
+    "bad pull policy": (["api.image.pullPolicy=Sometimes"], "/api/image/pullPolicy"),
+    "QuestDB pull policy": (["questdb.image.pullPolicy=sometimes"], "/questdb/image/pullPolicy"),
+    "envFrom without a source kind": (["api.extraEnvFrom[0].secret.name=x"], "secret"),
+    "envFrom secret without name": (["api.extraEnvFrom[0].secretRef.optional=true"], "name"),
+    "env without name": (["consumer.extraEnv[0].value=1"], "name"),
+    "mount without path": (["consumer.extraVolumeMounts[0].name=data"], "mountPath"),
+    "volume without source": (["frontend.extraVolumes[0].name=data"], "/frontend/extraVolumes/0"),
+    "sidecar without image": (["frontend.extraContainers[0].name=proxy"], "image"),
+    "init container bad name": (["producer.initContainers[0].name=Wait_For", "producer.initContainers[0].image=x"], "/producer/initContainers/0/name"),
+    "spread without key": (["api.topologySpreadConstraints[0].maxSkew=1", "api.topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule"], "topologyKey"),
+    "spread bad policy": (["api.topologySpreadConstraints[0].maxSkew=1", "api.topologySpreadConstraints[0].topologyKey=zone", "api.topologySpreadConstraints[0].whenUnsatisfiable=Maybe"], "whenUnsatisfiable"),
+    "bad priority class": (["questdb.priorityClassName=High Priority"], "/questdb/priorityClassName"),
+    "bad existing claim": (["questdb.persistence.existingClaim=My_Claim"], "/questdb/persistence/existingClaim"),
+    "service annotation not a string": (["api.service.annotations.weight=3"], "/api/service/annotations/weight"),
+    "misspelt service key": (["consumer.service.annotation.a=b"], "annotation"),
 }
 
 
@@ -68,6 +88,9 @@ def test_schema_accepts_sensible_overrides(helm):
             "okx.instTypes={SPOT,SWAP}",
             "questdb.extraConfig.QDB_CAIRO_WAL_ENABLED_DEFAULT=true",
             "kafka.strimzi.nodePool.storage.type=ephemeral",
+            # a parent chart's globals pass (the chart can be a subchart)
+            "global.storageClass=fast",
+            "global.parent.anything=1",
         ]
     )
     producer = chartlib.by_name(docs, "Deployment", "gostream-producer")

@@ -87,16 +87,28 @@ ServiceAccount the pods run as.
 {{- end }}
 
 {{/*
-Image reference of a service. Call with (dict "root" $ "image" .Values.api.image).
+Image reference. Call with (dict "root" $ "image" .Values.api.image): the image's own registry,
+else global.imageRegistry; pulled by digest when one is given (the tag is then left out, so
+the reference cannot say one version and pull another), else by tag (default: appVersion).
 */}}
 {{- define "gostream.image" -}}
-{{- $registry := .root.Values.global.imageRegistry }}
-{{- $tag := .image.tag | default .root.Chart.AppVersion | toString }}
+{{- $registry := .image.registry | default .root.Values.global.imageRegistry | default "" }}
+{{- $repository := .image.repository }}
 {{- if $registry }}
-{{- printf "%s/%s:%s" (trimSuffix "/" $registry) .image.repository $tag }}
-{{- else }}
-{{- printf "%s:%s" .image.repository $tag }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) .image.repository }}
 {{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.image.tag | default .root.Chart.AppVersion | toString) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pull policy of an image: its own, else global.imagePullPolicy. Same call as gostream.image.
+*/}}
+{{- define "gostream.imagePullPolicy" -}}
+{{- .image.pullPolicy | default .root.Values.global.imagePullPolicy }}
 {{- end }}
 
 {{/*

@@ -2,14 +2,19 @@
 Deployment, Service and PodDisruptionBudget of one of the four Python services. Call with
   (dict "root" $ "component" "api" "values" .Values.api
         "configChecksum" <sha> "secretChecksum" <sha or "">
-        "env" <list of extra env entries as YAML, e.g. secret refs>)
+        "env" <list of extra env entries as YAML, e.g. secret refs>
+        "strategy" <Deployment strategy type; default RollingUpdate>)
 The service's settings come from its ConfigMap <fullname>-<component> (envFrom).
+The operator's hooks (extraEnv, extraEnvFrom, extraVolumes, extraVolumeMounts, initContainers,
+extraContainers, service annotations, scheduling, grace period and preStop) are rendered by the
+gostream.pod.* templates below, which QuestDB's StatefulSet uses too.
 */}}
 {{- define "gostream.workload" -}}
 {{- $root := .root }}
 {{- $v := .values }}
 {{- $name := include "gostream.componentName" (dict "root" $root "component" .component) }}
 {{- $ctx := dict "root" $root "component" .component }}
+{{- $hooks := dict "root" $root "component" .component "values" $v }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -20,6 +25,8 @@ metadata:
 spec:
   replicas: {{ $v.replicaCount }}
   revisionHistoryLimit: 5
+  strategy:
+    type: {{ .strategy | default "RollingUpdate" }}
   selector:
     matchLabels:
       {{- include "gostream.componentSelectorLabels" $ctx | nindent 6 }}
@@ -50,11 +57,14 @@ spec:
       {{- end }}
       securityContext:
         {{- include "gostream.podSecurityContext" $root | nindent 8 }}
-      terminationGracePeriodSeconds: 30
+      {{- include "gostream.pod.scheduling" $hooks | nindent 6 }}
+      {{- with include "gostream.pod.initContainers" $hooks }}
+      {{- . | nindent 6 }}
+      {{- end }}
       containers:
         - name: {{ .component }}
           image: {{ include "gostream.image" (dict "root" $root "image" $v.image) | quote }}
-          imagePullPolicy: {{ $root.Values.global.imagePullPolicy }}
+          imagePullPolicy: {{ include "gostream.imagePullPolicy" (dict "root" $root "image" $v.image) }}
           ports:
             - name: http
               containerPort: {{ $v.port }}
@@ -62,14 +72,21 @@ spec:
           envFrom:
             - configMapRef:
                 name: {{ $name }}
-          {{- if or .env $v.extraEnv }}
+            {{- with $v.extraEnvFrom }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
           env:
+            # What is left of the grace period for the service's own shutdown (see values.yaml).
+            - name: SHUTDOWN_TIMEOUT_S
+              value: {{ include "gostream.pod.drainSeconds" $hooks | quote }}
             {{- with .env }}
             {{- . | trim | nindent 12 }}
             {{- end }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
+          {{- with include "gostream.pod.lifecycle" $hooks }}
+          {{- . | nindent 10 }}
           {{- end }}
           startupProbe:
             httpGet:
@@ -99,22 +116,19 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- with $v.extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+        {{- with $v.extraContainers }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
-      {{- with $v.nodeSelector }}
-      nodeSelector:
+        {{- with $v.extraVolumes }}
         {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $v.tolerations }}
-      tolerations:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $v.affinity }}
-      affinity:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
+        {{- end }}
 ---
 apiVersion: v1
 kind: Service
@@ -123,6 +137,10 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "gostream.componentLabels" $ctx | nindent 4 }}
+  {{- with ($v.service | default dict).annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 spec:
   type: {{ ($v.service | default dict).type | default "ClusterIP" }}
   selector:
@@ -146,5 +164,80 @@ spec:
   selector:
     matchLabels:
       {{- include "gostream.componentSelectorLabels" $ctx | nindent 6 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod hooks every workload shares (the four services and QuestDB). Each takes
+  (dict "root" $ "component" "api" "values" .Values.api)
+*/}}
+
+{{/*
+Seconds the process has for its own shutdown: the grace period minus the preStop sleep and a
+2 s margin for the kubelet's SIGKILL. A grace period leaving less than 3 s is refused.
+*/}}
+{{- define "gostream.pod.drainSeconds" -}}
+{{- $drain := sub (sub (int .values.terminationGracePeriodSeconds) (int .values.preStopSleepSeconds)) 2 }}
+{{- if lt $drain 3 }}
+{{- fail (printf "%s: terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds (%d) by at least 5 s: the service needs time to drain after the preStop sleep" .component (int .values.terminationGracePeriodSeconds) (int .values.preStopSleepSeconds)) }}
+{{- end }}
+{{- $drain }}
+{{- end }}
+
+{{/*
+Pod-level: grace period, priority class, spreading and placement. A topology spread constraint
+without labelSelector gets the component's own selector labels (what one means by "spread
+these pods").
+*/}}
+{{- define "gostream.pod.scheduling" -}}
+{{- $ctx := dict "root" .root "component" .component }}
+{{- $_ := include "gostream.pod.drainSeconds" . }}
+terminationGracePeriodSeconds: {{ int .values.terminationGracePeriodSeconds }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .values.topologySpreadConstraints }}
+topologySpreadConstraints:
+{{- range . }}
+{{- $constraint := deepCopy . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" (include "gostream.componentSelectorLabels" $ctx | fromYaml)) }}
+{{- end }}
+  - {{ toYaml $constraint | nindent 4 | trim }}
+{{- end }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod-level: the operator's init containers (native sidecars too, with restartPolicy: Always).
+*/}}
+{{- define "gostream.pod.initContainers" -}}
+{{- with .values.initContainers }}
+initContainers:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Container-level: the preStop sleep (the kubelet's own sleep action: no shell in the image).
+*/}}
+{{- define "gostream.pod.lifecycle" -}}
+{{- if gt (int .values.preStopSleepSeconds) 0 }}
+lifecycle:
+  preStop:
+    sleep:
+      seconds: {{ int .values.preStopSleepSeconds }}
 {{- end }}
 {{- end }}
