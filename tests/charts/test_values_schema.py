@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -115,3 +116,21 @@ def test_schema_covers_every_default_value():
 
     walk(values, schema, "")
     assert schema["additionalProperties"] is False
+
+
+def test_the_chart_works_as_a_subchart(helm, tmp_path):
+    """A parent chart's own globals reach the subchart's values and must pass its schema."""
+    parent = tmp_path / "platform"
+    (parent / "charts").mkdir(parents=True)
+    (parent / "Chart.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v2", "name": "platform", "version": "1.0.0",
+        "dependencies": [{"name": "gostream", "version": "0.1.0"}]}))
+    (parent / "values.yaml").write_text(yaml.safe_dump({
+        "global": {"imageRegistry": "registry.example.com", "storageClass": "fast", "platform": {"team": "md"}},
+        "gostream": {"api": {"replicaCount": 2}}}))
+    shutil.copytree(chartlib.CHART, parent / "charts" / "gostream")
+    out = helm.run("template", "md", str(parent), "--kube-version", chartlib.MIN_KUBE).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    api = chartlib.by_name(docs, "Deployment", "md-gostream-api")
+    assert api["spec"]["replicas"] == 2
+    assert api["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/gostream-api:0.1.0"
