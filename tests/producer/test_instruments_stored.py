@@ -62,3 +62,16 @@ def test_without_questdb_the_feed_flows_and_the_metadata_write_is_retried(exchan
     wait_for(lambda: len(read_topic(topic)) >= 1, message="trades published to Kafka")
     wait_for(lambda: metric(TEST_PORTS.producer, "gostream_producer_instrument_write_errors_total") >= 3,
              message="the metadata write failing, and retried with each refresh")
+
+
+def test_instruments_followed_by_pattern_are_stored_and_a_new_listing_too(exchange, topic, services):
+    prefix = unique("PAT")
+    live, suspended, later = f"{prefix}A-USDT", f"{prefix}B-USDT", f"{prefix}C-USDT"
+    exchange.list_instrument(live, tickSz="0.0001", lotSz="0.01")
+    exchange.list_instrument(suspended, state="suspend")
+    services.start("producer", topic, **producer_env(exchange, f"{prefix}*-USDT", INSTRUMENTS_REFRESH_S="0.5"))
+    wait_for(lambda: live in stored([live]), message="the live instrument stored")
+    assert stored([live])[live]["tick_sz"] == "0.0001" and suspended not in stored([suspended])
+    exchange.list_instrument(later, tickSz="0.5")
+    wait_for(lambda: later in stored([later]), message="the new listing stored")
+    assert stored([later])[later]["tick_sz"] == "0.5" and metric(TEST_PORTS.producer, WRITTEN) == 2
