@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from gostream.common.trade import MAX_TRADE_ID, RecordError, Trade, show, validate
+from gostream.common.trade import MAX_TRADE_ID, RecordError, Trade, loads, show, validate
 
 CHANNELS = ("trades-all", "trades")
 # Notice code OKX sends 60 s before a service upgrade cuts the connection.
@@ -137,7 +137,7 @@ def _decimal(value: object, name: str) -> float:
 def _load_json(text: str | bytes) -> tuple[object, str | None]:
     """(value, None) or (None, why not). Deep nesting is a RecursionError in json."""
     try:
-        return json.loads(text), None
+        return loads(text), None
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         return None, f"{type(exc).__name__}: {str(exc)[:200]}"
 
