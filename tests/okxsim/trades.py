@@ -126,9 +126,12 @@ def instrument_record(inst_id: str, inst_type: str = "SPOT", state: str = "live"
         "maxLmtSz": "", "maxMktSz": "",
     }
     if inst_type in ("SPOT", "MARGIN"):
-        lot_exp = min(-_floor_log10(price) - 3, 0)
+        # At most a thousandth of a dollar's worth: BTC-USDT's real 0.00000001 (its trades
+        # print sizes of 8 decimals, ../shared/reference/okx), and a dollar's worth at least:
+        # its real 0.00001.
+        lot_exp = min(-math.ceil(math.log10(price)) - 3, 0)
         record.update(baseCcy=base, quoteCcy=quote, lotSz=_pow10(lot_exp),
-                      minSz=_pow10(max(lot_exp, math.ceil(-math.log10(price)))),
+                      minSz=_pow10(max(lot_exp, round(-math.log10(price)))),
                       maxLmtSz="9999999999", maxMktSz="1000000")
         if inst_type == "MARGIN":
             record["lever"] = "10"
