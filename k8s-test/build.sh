@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver and kube-controller-manager once and cache them.
+# Build the test cluster's binaries once and cache them: etcd, kube-apiserver and
+# kube-controller-manager (the control plane); kubelet, kube-scheduler, kube-proxy, CoreDNS,
+# kube-router and the pod sandbox's pause (the node, tests/k8s/node.py).
 #
 #   k8s-test/build.sh <bin dir>       (called by `make k8s-tools`, see mk/k8s.mk)
 #
@@ -20,16 +22,24 @@ bin_dir="${1:?usage: build.sh <bin dir>}"
 KUBE_VERSION="${KUBE_VERSION:-v1.37.2}"       # must match kubernetes/go.mod
 KUBE_BUILD_DATE="${KUBE_BUILD_DATE:-2026-10-27T12:01:04Z}"  # release time on the Go proxy
 ETCD_VERSION="${ETCD_VERSION:-v3.7.0}"        # must match etcd/go.mod (Kubernetes pins 3.7.0)
-BINARIES=(etcd kube-apiserver kube-controller-manager)
+COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"  # must match coredns/go.mod
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"  # must match kube-router/go.mod
+BINARIES=(etcd kube-apiserver kube-controller-manager kubelet kube-scheduler kube-proxy kubectl coredns kube-router pause)
 
 command -v go >/dev/null 2>&1 || { echo "k8s-tools: 'go' (>= 1.26) is required to build Kubernetes $KUBE_VERSION" >&2; exit 1; }
 grep -Eq "k8s.io/kubernetes $KUBE_VERSION( |$)" "$here/kubernetes/go.mod" \
   || { echo "k8s-tools: KUBE_VERSION=$KUBE_VERSION does not match kubernetes/go.mod" >&2; exit 1; }
 grep -Eq "go.etcd.io/etcd/server/v3 $ETCD_VERSION( |$)" "$here/etcd/go.mod" \
   || { echo "k8s-tools: ETCD_VERSION=$ETCD_VERSION does not match etcd/go.mod" >&2; exit 1; }
+grep -Eq "github.com/coredns/coredns $COREDNS_VERSION( |$)" "$here/coredns/go.mod" \
+  || { echo "k8s-tools: COREDNS_VERSION=$COREDNS_VERSION does not match coredns/go.mod" >&2; exit 1; }
+grep -Eq "github.com/cloudnativelabs/kube-router/v2 $KUBE_ROUTER_VERSION( |$)" "$here/kube-router/go.mod" \
+  || { echo "k8s-tools: KUBE_ROUTER_VERSION=$KUBE_ROUTER_VERSION does not match kube-router/go.mod" >&2; exit 1; }
 
-key="$( { go version; echo "$KUBE_VERSION $KUBE_BUILD_DATE $ETCD_VERSION"; \
-          cat "$here/build.sh" "$here"/kubernetes/go.{mod,sum} "$here"/etcd/go.{mod,sum} "$here"/etcd/*.go; } \
+key="$( { go version; echo "$KUBE_VERSION $KUBE_BUILD_DATE $ETCD_VERSION $COREDNS_VERSION $KUBE_ROUTER_VERSION"; \
+          cat "$here/build.sh" "$here"/kubernetes/go.{mod,sum} "$here"/etcd/go.{mod,sum} "$here"/etcd/*.go \
+              "$here"/coredns/go.{mod,sum} "$here"/coredns/*.go "$here"/kube-router/go.{mod,sum} \
+              "$here"/pause/go.mod "$here"/pause/*.go; } \
         | sha256sum | cut -c1-16)"
 name="kube-${KUBE_VERSION}-etcd-${ETCD_VERSION}-${key}"
 machine_root="${GOSTREAM_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gostream/k8s}"
@@ -50,8 +60,8 @@ flock 9
 if have_all "$machine_dir"; then
   echo "k8s-tools: $name found in the machine cache $machine_dir"
 else
-  echo "k8s-tools: building $name (with cold Go caches: 10-17 minutes on 2 cores;"
-  echo "           with the Go build cache warm: about 15 s)"
+  echo "k8s-tools: building $name (with cold Go caches: 15-25 minutes on 2 cores;"
+  echo "           with the Go build cache warm: under a minute)"
   tmp="$(mktemp -d "$machine_root/.build.XXXXXX")" && chmod 755 "$tmp"
   trap 'rm -rf "$tmp"' EXIT
   start=$SECONDS
@@ -68,9 +78,18 @@ else
   done
   (cd "$here/kubernetes" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
       -tags selinux,notest,grpcnotrace -ldflags "$kube_ldflags" -o "$tmp/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy \
+      k8s.io/kubernetes/cmd/kubectl)
   (cd "$here/etcd" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
       -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" -o "$tmp/etcd" .)
+  # CoreDNS and kube-router stamp their versions the way their own Makefiles do.
+  (cd "$here/coredns" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+      -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" -o "$tmp/coredns" .)
+  (cd "$here/kube-router" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+      -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+      -o "$tmp/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+  (cd "$here/pause" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$tmp/pause" .)
   # Refuse binaries that do not report the pinned versions.
   "$tmp/kube-apiserver" --version | grep -qx "Kubernetes $KUBE_VERSION" \
     || { echo "k8s-tools: kube-apiserver reports '$("$tmp/kube-apiserver" --version)', expected $KUBE_VERSION" >&2; exit 1; }
@@ -78,6 +97,20 @@ else
     || { echo "k8s-tools: kube-controller-manager does not report $KUBE_VERSION" >&2; exit 1; }
   "$tmp/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}" \
     || { echo "k8s-tools: etcd does not report ${ETCD_VERSION#v}" >&2; exit 1; }
+  for b in kubelet kube-scheduler kube-proxy; do
+    "$tmp/$b" --version | grep -qx "Kubernetes $KUBE_VERSION" \
+      || { echo "k8s-tools: $b does not report $KUBE_VERSION" >&2; exit 1; }
+  done
+  # (output captured first: grep -q closing the pipe early would fail it under pipefail)
+  out="$("$tmp/kubectl" version --client)"
+  grep -qx "Client Version: $KUBE_VERSION" <<<"$out" \
+    || { echo "k8s-tools: kubectl reports '$out', expected $KUBE_VERSION" >&2; exit 1; }
+  out="$("$tmp/coredns" -version)"
+  grep -q "CoreDNS-${COREDNS_VERSION#v}" <<<"$out" \
+    || { echo "k8s-tools: coredns reports '$out', expected ${COREDNS_VERSION#v}" >&2; exit 1; }
+  out="$("$tmp/kube-router" --version 2>&1)"
+  grep -q "$KUBE_ROUTER_VERSION" <<<"$out" \
+    || { echo "k8s-tools: kube-router reports '$out', expected $KUBE_ROUTER_VERSION" >&2; exit 1; }
   rm -rf "$machine_dir"
   mv "$tmp" "$machine_dir"
   trap - EXIT

@@ -109,13 +109,13 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def kafka_ready(port: int) -> bool:
-    if not port_open(port):
+def kafka_ready(port: int, host: str = "127.0.0.1") -> bool:
+    if not port_open(port, host):
         return False
     from kafka import KafkaAdminClient
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", bootstrap_timeout_ms=3000)
+        admin = KafkaAdminClient(bootstrap_servers=f"{host}:{port}", bootstrap_timeout_ms=3000)
     except Exception:
         return False
     try:
@@ -136,7 +136,8 @@ def jmx_agent(port: int) -> list[str]:
     return [f"-javaagent:{jar}=127.0.0.1:{port}:{KAFKA_JMX_CONFIG}"]
 
 
-def kafka(data: Path, ports: Ports) -> Spec:
+def kafka(data: Path, ports: Ports, host: str = "127.0.0.1") -> Spec:
+    """The broker; clients reach it on ``host`` (a test node's pods: its bridge address)."""
     home = data / "kafka"
     props = home / "server.properties"
     classpath = f"{JARS / 'kafka'}/*"
@@ -149,8 +150,8 @@ def kafka(data: Path, ports: Ports) -> Spec:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{ports.kafka_controller}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{ports.kafka},CONTROLLER://127.0.0.1:{ports.kafka_controller}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{ports.kafka}",
+                    f"listeners=PLAINTEXT://{host}:{ports.kafka},CONTROLLER://127.0.0.1:{ports.kafka_controller}",
+                    f"advertised.listeners=PLAINTEXT://{host}:{ports.kafka}",
                     "controller.listener.names=CONTROLLER",
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     "inter.broker.listener.name=PLAINTEXT",
@@ -182,8 +183,8 @@ def kafka(data: Path, ports: Ports) -> Spec:
               f"-Dlog4j2.configurationFile={ROOT / 'stack' / 'kafka-log4j2.properties'}",
               *jmx_agent(ports.kafka_metrics),
               "-cp", classpath, "kafka.Kafka", str(props)],
-        ready=lambda: kafka_ready(ports.kafka),
-        url=f"127.0.0.1:{ports.kafka}",
+        ready=lambda: kafka_ready(ports.kafka, host),
+        url=f"{host}:{ports.kafka}",
         prepare=prepare,
         stop_timeout_s=30,
     )

@@ -36,9 +36,22 @@ _OFFSET = int(os.environ.get("GOSTREAM_K8S_PORT_OFFSET") or 0)
 ETCD_CLIENT_PORT = 25379 + _OFFSET
 ETCD_PEER_PORT = 25380 + _OFFSET
 APISERVER_PORT = 26443 + _OFFSET
-# The process ids of a running control plane, so that a session killed before its teardown
-# does not leave the next one with taken ports.
-PID_FILE = REPO / ".cache" / "k8s" / f"control-plane-{APISERVER_PORT}.pids"
+
+
+@dataclass(frozen=True)
+class PlanePorts:
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+
+    @property
+    def pid_file(self) -> Path:
+        """The process ids of a running control plane, so that a session killed before its
+        teardown does not leave the next one with taken ports."""
+        return REPO / ".cache" / "k8s" / f"control-plane-{self.apiserver}.pids"
+
+
+PORTS = PlanePorts(ETCD_CLIENT_PORT, ETCD_PEER_PORT, APISERVER_PORT)
 
 # The controllers the chart needs: Deployments -> ReplicaSets -> Pods, StatefulSets -> Pods
 # (and their claims), the `default` ServiceAccount of new namespaces, the garbage collector
@@ -97,8 +110,9 @@ class Certs:
         return self.dir / name
 
 
-def make_certs(directory: Path) -> Certs:
-    """A throw-away CA and the leaf certificates the control plane and its clients use."""
+def make_certs(directory: Path, extra: dict[str, tuple[str, str, str | None]] | None = None) -> Certs:
+    """A throw-away CA and the leaf certificates the control plane and its clients use;
+    `extra` adds more (name: (subject, extended key usage, subjectAltName))."""
     directory.mkdir(parents=True, exist_ok=True)
     _ec_key(directory / "ca.key")
     _openssl("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=gostream-test-ca", "-days", "2",
@@ -114,6 +128,7 @@ def make_certs(directory: Path) -> Certs:
         "apiserver-etcd-client": ("/CN=kube-apiserver-etcd-client", "clientAuth", None),
         "admin": ("/O=system:masters/CN=gostream-test-admin", "clientAuth", None),
         "controller-manager": ("/CN=system:kube-controller-manager", "clientAuth", None),
+        **(extra or {}),
     }
     for name, (subject, usage, san) in leaves.items():
         _ec_key(directory / f"{name}.key")
@@ -137,13 +152,13 @@ def make_certs(directory: Path) -> Certs:
     return Certs(directory)
 
 
-def write_kubeconfig(path: Path, certs: Certs, user: str) -> Path:
+def write_kubeconfig(path: Path, certs: Certs, user: str, port: int = APISERVER_PORT) -> Path:
     """A kubeconfig for helm and kube-controller-manager (JSON is valid YAML)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "test", "cluster": {
-            "server": f"https://127.0.0.1:{APISERVER_PORT}",
+            "server": f"https://127.0.0.1:{port}",
             "certificate-authority": str(certs.path("ca.crt")),
         }}],
         "users": [{"name": user, "user": {
@@ -227,8 +242,8 @@ class ApiError(Exception):
 class Kube:
     """The few API calls the tests need, over HTTPS with the admin client certificate."""
 
-    def __init__(self, certs: Certs, user: str = "admin"):
-        self.base = f"https://127.0.0.1:{APISERVER_PORT}"
+    def __init__(self, certs: Certs, user: str = "admin", port: int = APISERVER_PORT):
+        self.base = f"https://127.0.0.1:{port}"
         self.ctx = ssl.create_default_context(cafile=str(certs.path("ca.crt")))
         self.ctx.load_cert_chain(certs.path(f"{user}.crt"), certs.path(f"{user}.key"))
         self._resources: list[tuple[str, str, bool]] | None = None
@@ -315,39 +330,48 @@ class ControlPlane:
     components: list[Component] = field(default_factory=list)
     kube: Kube | None = None
     kubeconfig: Path | None = None
+    # What a node (tests/k8s/node.py) adds: its ports, controllers, flags and certificates.
+    ports: PlanePorts = PORTS
+    controllers: tuple[str, ...] = CONTROLLERS
+    authorization_mode: str = "RBAC"
+    apiserver_args: tuple[str, ...] = ()
+    kcm_args: tuple[str, ...] = ()
+    extra_certs: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
 
     def start(self) -> "ControlPlane":
         etcd, apiserver, kcm = (binary(n) for n in ("etcd", "kube-apiserver", "kube-controller-manager"))
-        stop_stale()
-        for port in (ETCD_CLIENT_PORT, ETCD_PEER_PORT, APISERVER_PORT):
+        ports = self.ports
+        stop_stale(self.ports.pid_file)
+        for port in (ports.etcd_client, ports.etcd_peer, ports.apiserver):
             if port_open(port):
                 raise RuntimeError(f"port {port} is taken: stop whatever listens there (an earlier test run?), "
                                    "or set GOSTREAM_K8S_PORT_OFFSET")
-        self.certs = certs = make_certs(self.workdir / "pki")
-        self.kubeconfig = write_kubeconfig(self.workdir / "admin.kubeconfig", certs, "admin")
-        kcm_kubeconfig = write_kubeconfig(self.workdir / "controller-manager.kubeconfig", certs, "controller-manager")
+        self.certs = certs = make_certs(self.workdir / "pki", self.extra_certs)
+        self.kubeconfig = write_kubeconfig(self.workdir / "admin.kubeconfig", certs, "admin", ports.apiserver)
+        kcm_kubeconfig = write_kubeconfig(self.workdir / "controller-manager.kubeconfig", certs, "controller-manager",
+                                          ports.apiserver)
         p = certs.path
 
         self._start(Component("etcd", [
             str(etcd), "--name", "gostream-test", "--data-dir", str(self.workdir / "etcd"),
-            "--listen-client-urls", f"https://127.0.0.1:{ETCD_CLIENT_PORT}",
-            "--advertise-client-urls", f"https://127.0.0.1:{ETCD_CLIENT_PORT}",
-            "--listen-peer-urls", f"http://127.0.0.1:{ETCD_PEER_PORT}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{ETCD_PEER_PORT}",
-            "--initial-cluster", f"gostream-test=http://127.0.0.1:{ETCD_PEER_PORT}",
+            "--listen-client-urls", f"https://127.0.0.1:{ports.etcd_client}",
+            "--advertise-client-urls", f"https://127.0.0.1:{ports.etcd_client}",
+            "--listen-peer-urls", f"http://127.0.0.1:{ports.etcd_peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{ports.etcd_peer}",
+            "--initial-cluster", f"gostream-test=http://127.0.0.1:{ports.etcd_peer}",
             "--cert-file", str(p("etcd.crt")), "--key-file", str(p("etcd.key")),
             "--trusted-ca-file", str(p("ca.crt")), "--client-cert-auth",
             # a throw-away store: durability is not needed, speed is
             "--unsafe-no-fsync", "--quota-backend-bytes", str(512 * 1024 * 1024),
             "--log-level", "warn",
         ], self.logdir / "etcd.log"))
-        wait_for(f"etcd on 127.0.0.1:{ETCD_CLIENT_PORT}", lambda: port_open(ETCD_CLIENT_PORT), 30,
+        wait_for(f"etcd on 127.0.0.1:{ports.etcd_client}", lambda: port_open(ports.etcd_client), 30,
                  alive=self._check_alive)
 
         self._start(Component("kube-apiserver", [
             str(apiserver),
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(APISERVER_PORT),
-            "--etcd-servers", f"https://127.0.0.1:{ETCD_CLIENT_PORT}",
+            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(ports.apiserver),
+            "--etcd-servers", f"https://127.0.0.1:{ports.etcd_client}",
             "--etcd-cafile", str(p("ca.crt")), "--etcd-certfile", str(p("apiserver-etcd-client.crt")),
             "--etcd-keyfile", str(p("apiserver-etcd-client.key")),
             "--tls-cert-file", str(p("apiserver.crt")), "--tls-private-key-file", str(p("apiserver.key")),
@@ -359,11 +383,12 @@ class ControlPlane:
             # the endpoints of the `kubernetes` Service may not be a loopback address, and no
             # pod would use them here
             "--endpoint-reconciler-type", "none",
-            "--authorization-mode", "RBAC",
+            "--authorization-mode", self.authorization_mode,
             # the default admission chain (PodSecurity, ServiceAccount, LimitRanger, ...) stays on
             "--profiling=false", "--v=1",
+            *self.apiserver_args,
         ], self.logdir / "kube-apiserver.log"))
-        self.kube = Kube(certs)
+        self.kube = Kube(certs, port=ports.apiserver)
         wait_for("kube-apiserver /readyz", lambda: self.kube.get("/readyz") == "ok", 120, 1, alive=self._check_alive)
 
         self._start(Component("kube-controller-manager", [
@@ -373,10 +398,11 @@ class ControlPlane:
             "--leader-elect=false",
             # as kubeadm runs it: each controller acts as its own service account
             "--use-service-account-credentials=true",
-            "--controllers", ",".join(CONTROLLERS),
+            "--controllers", ",".join(self.controllers),
             "--concurrent-deployment-syncs", "2", "--concurrent-replicaset-syncs", "2",
             "--concurrent-statefulset-syncs", "2",
             "--profiling=false", "--v=1",
+            *self.kcm_args,
         ], self.logdir / "kube-controller-manager.log"))
         # The serviceaccount controller giving `default` its ServiceAccount shows the
         # controllers run and can write.
@@ -387,8 +413,9 @@ class ControlPlane:
 
     def _start(self, component: Component) -> None:
         self.components.append(component.start())
-        PID_FILE.parent.mkdir(parents=True, exist_ok=True)
-        PID_FILE.write_text("".join(f"{c.process.pid}\n" for c in self.components))
+        pid_file = self.ports.pid_file
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text("".join(f"{c.process.pid}\n" for c in self.components))
 
     def _check_alive(self) -> None:
         for component in self.components:
@@ -397,13 +424,13 @@ class ControlPlane:
     def stop(self) -> None:
         for component in reversed(self.components):
             component.stop()
-        PID_FILE.unlink(missing_ok=True)
+        self.ports.pid_file.unlink(missing_ok=True)
 
 
-def stop_stale() -> None:
+def stop_stale(pid_file: Path = PORTS.pid_file) -> None:
     """Stop the processes an earlier, killed session recorded, if they still run our binaries."""
     try:
-        pids = [int(line) for line in PID_FILE.read_text().split()]
+        pids = [int(line) for line in pid_file.read_text().split()]
     except (OSError, ValueError):
         return
     for pid in pids:
@@ -417,7 +444,7 @@ def stop_stale() -> None:
                 if not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid):
                     break
                 time.sleep(0.1)
-    PID_FILE.unlink(missing_ok=True)
+    pid_file.unlink(missing_ok=True)
 
 
 def _proc_state(pid: int) -> str:
