@@ -4,6 +4,8 @@ and the table in BENCHMARKS.md.
     python -m bench                       # everything, N=2,000,000 for P1
     python -m bench --n 200000 --only p1  # a quick P1
     python -m bench --rates 2000,5000 --duration 30
+    GOSTREAM_QUESTDB_CONNECTOR_DIR=<jars> python -m bench --only p1   # with the official connector
+    python -m bench --only p2cf --rates 2000,5000 --duration 30        # cryptofeed beside our producer
     GOSTREAM_BENCH_BASELINE=/tmp/wt-before/src python -m bench --only cpu  # CPU per trade, before -> after
 
 Benchmarks measure; nothing here asserts a timing. Numbers on a shared 2-core machine
@@ -22,7 +24,7 @@ import traceback
 from bench import report
 from bench.common import RESULTS, Stack, machine
 
-ALL = ("p1", "cpu", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9")
+ALL = ("p1", "cpu", "p2", "p2cf", "p3", "p4", "p5", "p6", "p7", "p8", "p9")
 
 
 def images() -> dict:
@@ -87,6 +89,11 @@ def main() -> int:
             parts = frozenset({"cpu"} & only) | (frozenset({"p3"}) if only & {"p2", "p3", "p6"} else frozenset())
             attempt("pipeline", lambda: pipeline.run(stack, stamp, rates, args.duration, args.per_push,
                                                      cpu_duration_s=args.cpu_duration, parts=parts))
+        if "p2cf" in only:
+            from bench import p2_cryptofeed
+
+            cf_rates = [int(r) for r in args.rates.split(",") if r.strip()]
+            attempt("p2_cryptofeed", lambda: p2_cryptofeed.run(stack, cf_rates, args.duration, args.per_push))
         if only & {"p4", "p5", "p6"}:
             from bench import api_load
 

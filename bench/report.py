@@ -14,21 +14,55 @@ def _met(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**met**" if ok else "**not met**")
 
 
+def _p1_row(p1: dict) -> tuple[str, str, str, str, str]:
+    if "error" in p1 and "ours" not in p1:
+        return ("P1 ingest", "make bench ONLY=p1", f"error: {p1['error'][:200]}", "ours >= 1.0x connector", "n/a")
+    ours, bare, batched = p1["ours"], p1["bare_anchor"], p1.get("ours_batched", {})
+    cpu = lambda d, k: d.get("cpu_us_per_row", {}).get(k, "?")  # noqa: E731
+    numbers = (f"ours {ours['rows_per_s']:,} rows/s ({cpu(ours, 'consumer')} µs CPU/row); bare kafka-python+questdb "
+               f"loop {bare['rows_per_s']:,} rows/s (ours = {p1['ours_vs_bare']}x bare); ours on records of 100 trades "
+               f"(codec v2) {batched.get('rows_per_s', 0):,} rows/s ({cpu(batched, 'consumer')} µs CPU/row); ")
+    connector = p1.get("connector")
+    if isinstance(connector, dict) and connector.get("measured"):
+        numbers += (f"official QuestDB Kafka connector (Kafka Connect {connector['connect_version']} standalone, "
+                    f"{connector['settings']['tasks.max']} tasks) on one trade per JSON record "
+                    f"{connector['rows_per_s']:,} rows/s ({cpu(connector, 'connect')} µs CPU/row): ours = "
+                    f"{p1['ours_vs_connector']}x it on one trade per record, {p1['ours_batched_vs_connector']}x on the "
+                    f"producer's batched records")
+        return ("P1 ingest", f"make bench ONLY=p1 N={p1['n']}", numbers, "ours >= 1.0x connector",
+                _met(p1["ours_batched_vs_connector"] >= 1.0))
+    return ("P1 ingest", f"make bench ONLY=p1 N={p1['n']}", numbers + "official connector: not measured "
+            "(GOSTREAM_QUESTDB_CONNECTOR_DIR unset: BENCHMARKS.md says how to build it)", "ours >= 1.0x connector",
+            "n/a (no connector)")
+
+
+def _p2cf_row(r: dict) -> tuple[str, str, str, str, str]:
+    if "ours" not in r:
+        return ("P2 vs cryptofeed", "make bench ONLY=p2cf", f"error: {r.get('error', '')[:200]}", "", "n/a")
+
+    def side(name: str, d: dict) -> str:
+        if not d.get("measured", True):
+            return f"{name}: not measured ({d.get('why', '')[:200]})"
+        return (f"{name} max sustained {d['max_sustained_rate']:,}/s ("
+                + "; ".join(f"{s['target_rate']:,}/s: in Kafka {s['delivered']:,} of {s['emitted']:,}, lost {s['lost']:,}, "
+                            f"{s['cpu_us_per_trade']} µs CPU/trade" for s in d["steps"]) + ")")
+
+    cf = r.get("cryptofeed", {"measured": False, "why": "not run"})
+    return ("P2 vs cryptofeed", f"make bench ONLY=p2cf (exchange -> Kafka, steps of {r['duration_s']:.0f} s)",
+            side("ours (producer)", {**r["ours"], "measured": True}) + "; "
+            + side(f"cryptofeed {cf.get('versions', {}).get('cryptofeed', '')} OKX + TradeKafka", cf),
+            "measured (no target)", "n/a")
+
+
 def _rows(r: dict) -> list[tuple[str, str, str, str, str]]:
     b = r["benchmarks"]
     rows = []
     p1 = b.get("p1")
     if p1:
-        if "error" in p1 and "ours" not in p1:
-            rows.append(("P1 ingest", "make bench ONLY=p1", f"error: {p1['error'][:200]}", "ours >= 1.0x connector", "n/a"))
-        else:
-            ours, bare = p1["ours"], p1["bare_anchor"]
-            rows.append(("P1 ingest", f"make bench ONLY=p1 N={p1['n']}",
-                         f"ours {ours['rows_per_s']:,} rows/s; bare kafka-python+questdb loop {bare['rows_per_s']:,} rows/s "
-                         f"(ours = {p1['ours_vs_bare']}x bare); ours on records of 100 trades (codec v2) "
-                         f"{p1.get('ours_batched', {}).get('rows_per_s', 'n/a'):,} rows/s; "
-                         f"official connector: not runnable (not on Maven Central)",
-                         "ours >= 1.0x connector", "n/a (no connector)"))
+        rows.append(_p1_row(p1))
+    p2cf = b.get("p2_cryptofeed")
+    if p2cf:
+        rows.append(_p2cf_row(p2cf))
     pipe = b.get("pipeline", {})
     cpu = pipe.get("cpu_per_trade")
     if cpu:

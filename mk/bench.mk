@@ -11,9 +11,15 @@
 #   make bench ONLY=p2 PER_PUSH=10  P2 with 10 trades per WebSocket push (OKX trades-all: 1)
 #   make bench P4_ROWS=1000000      a smaller P4 table
 #   make bench ONLY=p9 P9_ROWS=1000000   the completeness audit over a smaller store
+#   make bench ONLY=p1 GOSTREAM_QUESTDB_CONNECTOR_DIR=<dir>   P1 with the official QuestDB Kafka
+#                                   connector beside ours; <dir> holds its jars, built from its public
+#                                   source outside this repository (BENCHMARKS.md says how); without
+#                                   it P1 says "not measured"
+#   make bench ONLY=p2cf RATES=1000,2000,5000   cryptofeed's OKX feed + Kafka backend beside our
+#                                   producer, exchange -> Kafka, same steps (its own venv in .cache/)
 
 N ?= 2000000
-ONLY ?= p1,cpu,p2,p3,p4,p5,p6,p7,p8,p9
+ONLY ?= p1,cpu,p2,p2cf,p3,p4,p5,p6,p7,p8,p9
 RATES ?= 2000,5000,10000,20000,50000
 DURATION ?= 60
 PER_PUSH ?= 1
