@@ -1,4 +1,9 @@
-"""The Flask app factory: routes, validation, errors as JSON, health and metrics."""
+"""The app factory: routes, errors as JSON, health and metrics.
+
+The api is an APIFlask app: each route declares its query model (gostream.api.validation)
+and APIFlask validates the request against it and generates /openapi.json from the same
+models, so what is checked and what is documented cannot drift apart. The raw /candles
+fast path validates with the same model."""
 
 from __future__ import annotations
 
@@ -11,24 +16,38 @@ from collections.abc import Callable, Hashable
 from functools import partial
 from urllib.parse import parse_qsl
 
-from flask import Blueprint, Flask, Response, current_app, g, request
-from werkzeug.datastructures import ImmutableMultiDict, MultiDict
+from apiflask import APIBlueprint, APIFlask, HTTPError
+from flask import Flask, Response, current_app, g, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
-from gostream.api import completeness as completeness_, market, metrics, validation
+from gostream.api import completeness as completeness_, market, metrics, udf, validation
 from gostream.api.cache import ResponseCache
+from gostream.api.completeness import MAX_HOLES
 from gostream.api.db import Database, Unavailable, make_engine
-from gostream.api.openapi import document
+from gostream.api.queries import INTERVALS
 from gostream.api.settings import ApiSettings
 from gostream.api.stream import (CATCH_UP, RESUME_MAX, US, Hub, Ticket, encode_event, hello, parse_event_id, sse,
                                  waiting_sse, with_id)
+from gostream.api.validation import (MAX_TRADES, Candle, CandlesQuery, Completeness, CompletenessQuery, Error, Index,
+                                     NoQuery, Stats, StatsQuery, StreamQuery, SymbolRow, Trade, TradesQuery)
 from gostream.common.forwarded import trust_forwarded
 from gostream.common.health import mount_health
 from gostream.common.settings import load
 
 log = logging.getLogger("gostream.api")
 
-bp = Blueprint("api", __name__)
+bp = APIBlueprint("api", __name__)
+
+DESCRIPTION = ("OHLCV candles, trades and 24h statistics of OKX instruments, read from QuestDB, and TradingView's "
+               "UDF datafeed under /udf. Times of candles are epoch seconds (bucket start, UTC); times of trades are "
+               "epoch milliseconds. Every parameter is checked: a wrong, unknown or repeated one gets 400 with "
+               "`{\"error\": \"...\"}` naming it (under /udf: `{\"s\": \"error\", \"errmsg\": \"...\"}`).")
+
+# What every data route may answer besides 200 (the schema: validation.Error, see create_app).
+ERRORS = {400: "A parameter is invalid, unknown or repeated; `error` says which and why",
+          503: "QuestDB cannot answer right now; retry later (`Retry-After`)"}
 
 
 class Services:
@@ -60,20 +79,20 @@ def _json(data: object, status: int = 200, **headers: str) -> Response:
 
 
 def error(status: int, message: str, **headers: str) -> Response:
-    return _json({"error": message}, status, **headers)
+    """An error answer: `{"error": ...}`, or UDF's own shape under /udf."""
+    body = udf.error_body(message) if udf.owns(request.path) else {"error": message}
+    return _json(body, status, **headers)
 
 
 # -- routes ------------------------------------------------------------------
-def _candles_query(svc: Services, args: MultiDict) -> tuple[Hashable, Callable[[], bytes], bool]:
+def _candles_plan(svc: Services, query: CandlesQuery) -> tuple[Hashable, Callable[[], bytes], bool]:
     """The cache key of a /candles request, how to make its body, and whether the body may
-    be kept (BadRequest if the parameters are not right). Without `to` a request asks for
-    the latest candles, the forming one included: those are only shared by concurrent
-    requests, never kept, so loading the terminal always shows what QuestDB has now."""
-    validation.only(args, ("symbol", "interval", "from", "to", "limit"))
-    symbol = validation.symbol(args, svc.settings.default_symbol)
-    interval = validation.interval(args)
-    start, end = validation.time_range(args)
-    limit = validation.integer(args, "limit", validation.DEFAULT_CANDLES, 1, validation.MAX_CANDLES)
+    be kept. Without `to` a request asks for the latest candles, the forming one included:
+    those are only shared by concurrent requests, never kept, so loading the terminal
+    always shows what QuestDB has now."""
+    symbol = query.symbol or svc.settings.default_symbol
+    interval = INTERVALS[query.interval]
+    start, end, limit = query.start, query.end, query.limit
     # Bounds anywhere inside a bucket select that whole bucket: one key per answer.
     step = interval.seconds
     key = (symbol, interval.name, None if start is None else start // step * step,
@@ -87,10 +106,44 @@ def _candles_headers(svc: Services, body: bytes, age_s: float, how: str, kept: b
             ("X-Cache", how)]
 
 
+_CACHE_HEADERS = {
+    "Cache-Control": {
+        "description": "`public, max-age=N` (N: the api's staleness bound CANDLES_CACHE_MS in whole seconds) "
+        "for a request with `to`; `no-store` without `to` or with the cache off.",
+        "schema": {"type": "string"},
+    },
+    "Age": {"description": "Whole seconds since the query behind this body was sent (cache on).",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "X-Cache": {"description": "Where the body came from (cache on).",
+                "schema": {"type": "string", "enum": ["hit", "miss", "shared"]}},
+}
+
+
 @bp.get("/candles")
-def candles() -> Response:
+@bp.input(CandlesQuery, location="query", arg_name="query")
+@bp.output(list[Candle], description="Candles, ascending by time")
+@bp.doc(operation_id="getCandles", responses={200: {"description": "Candles, ascending by time",
+                                                    "headers": _CACHE_HEADERS}, **ERRORS})
+def candles(query: CandlesQuery) -> Response:
+    """OHLCV candles, ascending by time
+
+    Candles of the buckets from the one holding `from` to the one holding `to`, at most the `limit`
+    latest. Without `to`: up to the symbol's latest trade. Without `from`: the `limit` buckets ending at
+    `to`. Buckets without trades have no candle. With no parameters: recent BTC-USDT 1m candles.
+
+    With `to`, answers are cached per parameter set (bounds are rounded down to their bucket) with bounded
+    staleness: a body is never served more than `CANDLES_CACHE_MS` (default 1000 ms) after the query that
+    made it was sent, because closed candles can still change (trades missed during a reconnect are
+    backfilled into past minutes); `Cache-Control: public, max-age=<that bound in whole seconds>` and `Age`
+    let HTTP caches keep to the same bound. Without `to` (the latest candles, the forming one computed from
+    the trades themselves) requests arriving together share one query, but nothing is kept
+    (`Cache-Control: no-store`). `X-Cache` says whether the body was cached (`hit`), queried for this
+    request (`miss`) or shared with a concurrent request's query (`shared`). For live updates use
+    `/stream`. With `CANDLES_CACHE_MS=0` every request queries QuestDB, `Cache-Control: no-store`, no
+    `X-Cache`.
+    """
     svc = _svc()
-    key, load, keep = _candles_query(svc, request.args)
+    key, load, keep = _candles_plan(svc, query)
     if svc.candles_cache is None:
         response = Response(load(), mimetype="application/json")
         response.headers["Cache-Control"] = "no-store"
@@ -102,8 +155,9 @@ def candles() -> Response:
 def serve_cached_candles(app: Flask, svc: Services) -> None:
     """Answer a GET /candles whose body the cache holds before Flask's request machinery
     (routing, contexts, hooks: ~150 µs, most of what a cached answer costs in Python).
-    Anything else (a miss, bad parameters, HEAD) goes on to the Flask route, which gives
-    the same answers the same way. Counted in the request metrics like any /candles."""
+    The query is checked with the route's own model; anything else (a miss, bad
+    parameters, HEAD) goes on to the route, which gives the same answers the same way.
+    Counted in the request metrics like any /candles."""
     cache = svc.candles_cache
     if cache is None:
         return
@@ -119,7 +173,7 @@ def serve_cached_candles(app: Flask, svc: Services) -> None:
             # The query string parsed exactly as werkzeug's Request.args does.
             args = ImmutableMultiDict(parse_qsl(environ.get("QUERY_STRING", "").encode("latin1").decode(),
                                                 keep_blank_values=True, errors="werkzeug.url_quote"))
-            key, load, keep = _candles_query(svc, args)
+            key, load, keep = _candles_plan(svc, validation.parse(CandlesQuery, args))
         except Exception:  # bad parameters: the route answers them
             return inner(environ, start_response)
         found = cache.lookup(key, load) if keep else None
@@ -135,50 +189,82 @@ def serve_cached_candles(app: Flask, svc: Services) -> None:
 
 
 @bp.get("/symbols")
-def symbols() -> Response:
-    validation.only(request.args, ())
+@bp.input(NoQuery, location="query", arg_name="query")
+@bp.output(list[SymbolRow], description="Symbols")
+@bp.doc(operation_id="getSymbols", responses=ERRORS)
+def symbols(query: NoQuery) -> Response:
+    """Every symbol with trades, with its latest 1m close"""
     return _json(market.symbols(_svc().db))
 
 
 @bp.get("/trades")
-def trades() -> Response:
-    args = request.args
-    validation.only(args, ("symbol", "limit"))
+@bp.input(TradesQuery, location="query", arg_name="query")
+@bp.output(list[Trade], description="Trades, newest first")
+@bp.doc(operation_id="getTrades", responses=ERRORS)
+def trades(query: TradesQuery) -> Response:
+    """Recent trades, newest first (a tape)"""
     svc = _svc()
-    symbol = validation.symbol(args, svc.settings.default_symbol)
-    limit = validation.integer(args, "limit", validation.DEFAULT_TRADES, 1, validation.MAX_TRADES)
-    return _json(market.recent_trades(svc.db, symbol, limit))
+    return _json(market.recent_trades(svc.db, query.symbol or svc.settings.default_symbol, query.limit))
 
 
 @bp.get("/stats")
-def stats() -> Response:
-    validation.only(request.args, ("symbol",))
+@bp.input(StatsQuery, location="query", arg_name="query")
+@bp.output(Stats, description="Statistics")
+@bp.doc(operation_id="getStats", responses=ERRORS)
+def stats(query: StatsQuery) -> Response:
+    """Last price and the rolling 24 hours up to the latest trade"""
     svc = _svc()
-    return _json(market.stats(svc.db, validation.symbol(request.args, svc.settings.default_symbol)))
+    return _json(market.stats(svc.db, query.symbol or svc.settings.default_symbol))
 
 
 @bp.get("/completeness")
-def completeness() -> Response:
-    args = request.args
-    validation.only(args, ("symbol", "from", "to"))
+@bp.input(CompletenessQuery, location="query", arg_name="query")
+@bp.output(Completeness, description="Completeness")
+@bp.doc(operation_id="getCompleteness", responses=ERRORS, description=(
+    "OKX trade ids are consecutive per instrument; a stored row covers the ids `trade_id - fills + 1 .. trade_id`. "
+    "Over the trades whose exchange time is in [`from`, `to`) (without them: the symbol's whole history), `expected` "
+    "counts the ids from the lowest covered (`first_id`) to the highest (`last_id`), `missing` those no stored row "
+    "covers, in holes between two stored rows (a hole at the edge of the range belongs to the neighbouring range). "
+    "`percent` is stored/expected with two decimals, rounded down (100 only when complete). "
+    f"`holes` lists the first {MAX_HOLES} by id (`holes_truncated` when there are more), each with the times of the "
+    "stored rows around it and the state the producer's hole ledger gives it (`open`: being fetched, `closed`, "
+    "`unrecoverable`: OKX no longer serves the ids; `found`: no ledger row covers it yet). `ledger` counts the "
+    "ledger rows of the symbol overlapping `first_id .. last_id` by state. A range without trades: zeros, complete."))
+def completeness(query: CompletenessQuery) -> Response:
+    """How many of a symbol's trade ids are stored over a time range, and the holes"""
     svc = _svc()
-    symbol = validation.symbol(args, svc.settings.default_symbol)
-    start, end = validation.time_range(args)
-    return _json(completeness_.completeness(svc.db, symbol, start, end))
+    symbol = query.symbol or svc.settings.default_symbol
+    return _json(completeness_.completeness(svc.db, symbol, query.start, query.end))
 
 
 @bp.get("/stream")
-def stream() -> Response:
-    args = request.args
-    validation.only(args, ("symbol", "interval", "since", "trades_since", "last_event_id"))
+@bp.input(StreamQuery, location="query", arg_name="query")
+@bp.output(validation.StreamEvent, content_type="text/event-stream",
+           description="An event stream (the schema: one event)")
+@bp.doc(operation_id="streamLive", responses=ERRORS, description=(
+    "Events: `hello` {symbol, interval, poll_ms}; `candle` (a Candle: the forming bucket, or a closed one's final "
+    "values, replace the bar with the same time); `trades` (an array of Trade, oldest first); `status` {ok, error?} "
+    "when QuestDB goes away or comes back. Comment lines keep the connection alive.\n\n"
+    "After `hello` come the candles to start from: the forming one, or with `since` every bucket from the one "
+    f"holding `since` on (at most the {CATCH_UP} latest). A client passes the time of the newest bar it loaded from "
+    "`/candles`, so a bucket that closed in between gets its final values. With `trades_since` (the time of the "
+    f"newest trade it has), a `trades` event with the trades from that millisecond on follows (at most {MAX_TRADES}, "
+    "oldest first; the client drops the ids it has).\n\n"
+    "Each live batch is the `candle` events of the buckets it touched, then its `trades` event with an `id:` "
+    "(`<µs>-<trade id>`: the stream's position in (time, trade id) order; the events a stream starts with end with "
+    "the position it starts from). With `Last-Event-ID` (or `last_event_id`) a stream resumes exactly: the trades "
+    "after that position and the buckets from its one on, or `reload` {reason} when that is too far behind (load "
+    "`/candles` again). `late` (an array of Trade): trades written below the position (a filled hole), followed by "
+    "their buckets' candles. A symbol without trades: keep-alives, then `reload` once it has some. 503 with "
+    "`Retry-After` when the api holds `STREAM_MAX` streams."))
+def stream(query: StreamQuery) -> Response:
+    """Server-Sent Events: the forming candle and new trades as they land"""
     svc = _svc()
-    symbol = validation.symbol(args, svc.settings.default_symbol)
-    interval = validation.interval(args)
-    since = validation.integer(args, "since", None, 0, validation.MAX_EPOCH_S, " (epoch seconds)")
-    trades_since = validation.integer(args, "trades_since", None, 0, validation.MAX_EPOCH_S * 1000, " (epoch ms)")
+    symbol = query.symbol or svc.settings.default_symbol
+    interval = INTERVALS[query.interval]
     # The browser sends Last-Event-ID on its own reconnects; a page re-opening the stream
     # itself passes the same as a parameter.
-    resume_text = request.headers.get("Last-Event-ID") or validation.text(args, "last_event_id")
+    resume_text = request.headers.get("Last-Event-ID") or query.last_event_id
     resume = None
     if resume_text:
         resume = parse_event_id(resume_text)
@@ -204,7 +290,7 @@ def stream() -> Response:
                              **{"Retry-After": "10"})
             body = waiting_sse(ticket, hello(symbol, interval, hub), ready)
         else:
-            body = sse(ticket, _stream_head(svc, ticket.sub, since, trades_since, resume))
+            body = sse(ticket, _stream_head(svc, ticket.sub, query.since, query.trades_since, resume))
     except BaseException:
         ticket.release()
         raise
@@ -235,7 +321,7 @@ def _stream_head(svc: Services, sub, since: int | None, trades_since: int | None
             return b"".join(parts[:-1]) + with_id(parts[-1], start)
         candles_from, limit = resume[0] // US, CATCH_UP
     elif trades_since is not None:
-        rows = market.trades_between(db, symbol, (trades_since * 1000, -1), start, validation.MAX_TRADES)
+        rows = market.trades_between(db, symbol, (trades_since * 1000, -1), start, MAX_TRADES)
     step = interval.seconds
     key = ("candles", interval.name, None if candles_from is None else candles_from // step * step, limit)
     parts.append(sub.feed.shared(key, lambda: b"".join(
@@ -247,18 +333,26 @@ def _stream_head(svc: Services, sub, since: int | None, trades_since: int | None
     return b"".join(parts[:-1]) + with_id(parts[-1], start)  # the position the feed takes over from
 
 
-@bp.get("/openapi.json")
-def openapi() -> Response:
-    return _json(document())
-
-
 @bp.get("/")
-def index() -> Response:
+@bp.input(NoQuery, location="query", arg_name="query")
+@bp.output(Index, description="Where things are")
+@bp.doc(operation_id="getIndex", responses={400: ERRORS[400]})
+def index(query: NoQuery) -> Response:
+    """The api's name and endpoints"""
     return _json({"service": "gostream-api", "openapi": "/openapi.json",
-                  "endpoints": ["/candles", "/symbols", "/trades", "/stats", "/completeness", "/stream", "/healthz", "/readyz", "/metrics"]})
+                  "endpoints": ["/candles", "/symbols", "/trades", "/stats", "/completeness", "/stream",
+                                *udf.PATHS, "/healthz", "/readyz", "/metrics"]})
 
 
 # -- errors: always JSON, never a stack trace --------------------------------
+def _rejected(exc: HTTPError) -> Response:
+    """APIFlask's validation error (the model's ValidationError is its cause) and its aborts."""
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError):
+        return error(400, validation.problem(cause, validation.MODELS.get(cause.title)))
+    return error(exc.status_code, exc.message or "error", **dict(exc.headers or {}))
+
+
 def _bad_request(exc: validation.BadRequest) -> Response:
     return error(400, str(exc))
 
@@ -282,6 +376,7 @@ def _unexpected(exc: Exception) -> Response:
 # -- metrics per request -----------------------------------------------------
 def _started() -> None:
     g.started = time.perf_counter()
+    validation.query_dict(request.args)  # a repeated parameter is an error on every route
 
 
 def _finished(response: Response) -> Response:
@@ -292,13 +387,42 @@ def _finished(response: Response) -> Response:
     return response
 
 
+def _document_health(spec: dict) -> dict:
+    """/healthz, /readyz and /metrics are served by gostream.common.health (a WSGI app
+    mounted beside Flask's routes, shared by every service), so APIFlask does not see them."""
+    def answer(description: str, model: type[BaseModel]) -> dict:
+        return {"description": description, "content": {"application/json": {"schema": model.model_json_schema()}}}
+
+    spec["paths"].update({
+        "/healthz": {"get": {"operationId": "getHealth", "summary": "Liveness",
+                             "responses": {"200": answer("Alive", validation.Alive)}}},
+        "/readyz": {"get": {"operationId": "getReady", "summary": "Readiness: QuestDB answers and the candle view exists",
+                            "responses": {"200": answer("Ready", validation.Ready),
+                                          "503": answer("Not ready", validation.Ready)}}},
+        "/metrics": {"get": {"operationId": "getMetrics", "summary": "Prometheus metrics", "responses": {
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    })
+    return spec
+
+
 def create_app(settings: ApiSettings | None = None) -> Flask:
     settings = settings or load(ApiSettings)
-    app = Flask(__name__)
+    app = APIFlask(__name__, title="Go-Stream candle API", version="1.0.0", spec_path="/openapi.json", docs_path=None,
+                   json_errors=False)
+    error_schema = Error.model_json_schema()
+    app.config.update(
+        DESCRIPTION=DESCRIPTION, LICENSE={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        VALIDATION_ERROR_STATUS_CODE=400, VALIDATION_ERROR_DESCRIPTION=ERRORS[400],
+        VALIDATION_ERROR_SCHEMA=error_schema, HTTP_ERROR_SCHEMA=error_schema,
+        AUTO_SERVERS=False, AUTO_TAGS=False, AUTO_404_RESPONSE=False, SPEC_FORMAT="json",
+    )
     app.json.sort_keys = False
     services = Services(settings, Database(make_engine(settings)))
     app.extensions["gostream"] = services
     app.register_blueprint(bp)
+    app.register_blueprint(udf.bp, url_prefix="/udf")
+    app.spec_processor(_document_health)
+    app.error_processor(_rejected)
     app.register_error_handler(validation.BadRequest, _bad_request)
     app.register_error_handler(Unavailable, _unavailable)
     app.register_error_handler(HTTPException, _http)
