@@ -5,24 +5,32 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | sha1sum | cut -c1-12)
 # Debian packages the tests need beyond the base machine (Java and Maven are checked too).
 APT_PACKAGES := chromium
 # Settings `make up` passes through to the stack (see README, Configuration).
 export EXCHANGE SIM_RATE CONSUMERS SYMBOLS OKX_WS_URL OKX_REST_URL OKX_CHANNEL KAFKA_TOPIC KAFKA_DLQ_TOPIC
 
-.PHONY: help venv jars deps up down status logs test chaos clean
+.PHONY: help venv lock upgrade jars deps up down status logs test chaos clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Every package from uv.lock, hashes checked (the images install from the same lock).
+$(STAMP): pyproject.toml uv.lock images/requirements.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	images/requirements.sh dev > $(VENV)/requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r $(VENV)/requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*; touch $@
 
-venv: $(STAMP) ## create .venv with the package and test tools
+venv: $(STAMP) ## create .venv with the package and test tools (from uv.lock)
+
+lock: ## update uv.lock after editing pyproject.toml's dependencies (keeps the other versions)
+	images/requirements.sh --lock
+
+upgrade: ## move every locked package to the newest version pyproject.toml allows
+	images/requirements.sh --upgrade
 
 jars: $(STAMP) ## fetch Kafka and QuestDB from Maven Central into .cache (once)
 	$(PY) -m stack jars
