@@ -92,6 +92,8 @@ def preflight() -> None:
     for plugin in CNI_PLUGINS:
         if not os.access(CNI_BIN / plugin, os.X_OK):
             problems.append(f"{CNI_BIN / plugin} missing: `make k8s-node-deps` (containernetworking-plugins)")
+    if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
+        problems.append("bridged traffic cannot pass iptables (no /proc/sys/net/bridge): `modprobe br_netfilter`")
     for name in NODE_BINARIES:
         if not os.access(cluster.BIN_DIR / name, os.X_OK):
             problems.append(f"{cluster.BIN_DIR / name} missing: `make k8s-tools`")
