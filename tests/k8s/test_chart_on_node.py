@@ -117,6 +117,7 @@ def node_cluster(tmp_path_factory):
     ctx: dict = {"timings": timings}
     try:
         t = time.monotonic()
+        node.stop_stale()  # a session killed before its teardown: its node goes before the plane starts
         plane.start()
         the_node.start(IMAGES)
         timings["node"] = time.monotonic() - t
