@@ -218,8 +218,11 @@ def decode(value: bytes | None) -> list[Trade]:
 
 
 def _trade(symbol: object, obj: dict) -> Trade:
-    missing = [name for name in _FIELDS if name not in obj]
-    if missing:
-        raise RecordError("missing-field", ",".join(missing))
-    return validate(Trade(symbol=symbol, trade_id=obj["trade_id"], price=obj["price"], size=obj["size"],
-                          side=obj["side"], ts_ms=obj["ts"], received_us=obj["received"], count=obj["count"]))
+    # Look the fields up and list the missing ones only when one is (a check of all seven
+    # per trade was a third of this function's time: issue 18).
+    try:
+        trade = Trade(symbol, obj["trade_id"], obj["price"], obj["size"], obj["side"], obj["ts"], obj["received"],
+                      obj["count"])
+    except KeyError:
+        raise RecordError("missing-field", ",".join(name for name in _FIELDS if name not in obj)) from None
+    return validate(trade)
