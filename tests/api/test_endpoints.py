@@ -53,6 +53,14 @@ BAD = [
     ("/stream?since=99999999999", "since"),
     ("/stream?trades_since=1.5", "trades_since"),
     ("/stream?trades_since=-1", "trades_since"),
+    ("/stream?last_event_id=abc", "last_event_id"),
+    ("/trades?limit=1&limit=2", "given 2 times"),
+    ("/completeness?symbol=BTC-USDT&symbol=BTC-USDT", "given 2 times"),
+    ("/candles?limit=+5", "limit"),
+    ("/candles?limit=5.0", "limit"),
+    ("/candles?limit=%205", "limit"),
+    ("/completeness?from=2&to=1", "after"),
+    ("/?verbose=1", "unknown parameter"),
 ]
 
 
@@ -91,7 +99,8 @@ def test_symbols_trades_stats(market):
     assert status == 200
     listed = {s["symbol"]: s for s in symbols}
     last_candle = expected_candles(trades, "1m")[-1]
-    assert listed[symbol] == {"symbol": symbol, "last": last_candle["close"], "time": last_candle["time"]}
+    assert {k: listed[symbol][k] for k in ("symbol", "last", "time")} == {
+        "symbol": symbol, "last": last_candle["close"], "time": last_candle["time"]}
     assert market.recording in listed and market.live in listed
 
     status, tape = get(PORT, f"/trades?symbol={symbol}&limit=5")
@@ -124,7 +133,8 @@ def test_openapi_document_is_valid_and_complete(api):
     assert status == 200
     validate(doc)  # raises on anything that is not valid OpenAPI 3.1
     assert doc["openapi"].startswith("3.1")
-    served = {"/candles", "/symbols", "/trades", "/stats", "/completeness", "/stream", "/openapi.json", "/healthz", "/readyz", "/metrics"}
+    served = {"/", "/openapi.json", "/candles", "/symbols", "/trades", "/stats", "/completeness", "/stream", "/healthz", "/readyz", "/metrics",
+              "/udf/config", "/udf/symbols", "/udf/search", "/udf/history", "/udf/time"}
     assert set(doc["paths"]) == served
     params = {path: {p["name"] for p in item["get"].get("parameters", [])} for path, item in doc["paths"].items()}
     assert params["/candles"] == {"symbol", "interval", "from", "to", "limit"}
@@ -132,8 +142,16 @@ def test_openapi_document_is_valid_and_complete(api):
     assert params["/stats"] == {"symbol"}
     assert params["/stream"] == {"symbol", "interval", "since", "trades_since", "last_event_id"}
     assert params["/completeness"] == {"symbol", "from", "to"}
-    for path in ("/candles", "/trades", "/stats", "/completeness", "/stream", "/symbols"):
+    assert params["/udf/history"] == {"symbol", "resolution", "from", "to", "countback"}
+    assert params["/udf/search"] == {"query", "type", "exchange", "limit"}
+    for path in ("/candles", "/trades", "/stats", "/completeness", "/stream", "/symbols", *(p for p in served if p.startswith("/udf/"))):
         assert {"200", "400", "503"} <= set(doc["paths"][path]["get"]["responses"]), path
+    # The parameters' rules are the ones the api applies (one set of models makes both).
+    limit = next(p for p in doc["paths"]["/candles"]["get"]["parameters"] if p["name"] == "limit")["schema"]
+    assert (limit["minimum"], limit["maximum"]) == (1, 5000)
+    assert get(PORT, "/candles?limit=5000&symbol=NOSUCH-USDT")[0] == 200 and get(PORT, "/candles?limit=5001")[0] == 400
+    stream = doc["paths"]["/stream"]["get"]["responses"]["200"]["content"]
+    assert set(stream) == {"text/event-stream"}
 
 
 def test_health_and_metrics(api):
