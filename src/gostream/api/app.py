@@ -387,9 +387,15 @@ def _finished(response: Response) -> Response:
     return response
 
 
-def _document_health(spec: dict) -> dict:
-    """/healthz, /readyz and /metrics are served by gostream.common.health (a WSGI app
-    mounted beside Flask's routes, shared by every service), so APIFlask does not see them."""
+# gunicorn answers a request line longer than its limit (4,094 bytes) itself, before the api.
+TOO_LONG = {"description": "The request line is longer than gunicorn's limit_request_line (4,094 bytes); "
+            "an HTML page from gunicorn", "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _document_the_rest(spec: dict) -> dict:
+    """What APIFlask does not see: /healthz, /readyz and /metrics, served by
+    gostream.common.health (a WSGI app mounted beside Flask's routes, shared by every
+    service), /openapi.json (APIFlask's own), and gunicorn's 414 on every path."""
     def answer(description: str, model: type[BaseModel]) -> dict:
         return {"description": description, "content": {"application/json": {"schema": model.model_json_schema()}}}
 
@@ -401,7 +407,12 @@ def _document_health(spec: dict) -> dict:
                                           "503": answer("Not ready", validation.Ready)}}},
         "/metrics": {"get": {"operationId": "getMetrics", "summary": "Prometheus metrics", "responses": {
             "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"operationId": "getOpenApi", "summary": "This document", "responses": {
+            "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
     })
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            operation["responses"]["414"] = TOO_LONG
     return spec
 
 
@@ -421,7 +432,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     app.extensions["gostream"] = services
     app.register_blueprint(bp)
     app.register_blueprint(udf.bp, url_prefix="/udf")
-    app.spec_processor(_document_health)
+    app.spec_processor(_document_the_rest)
     app.error_processor(_rejected)
     app.register_error_handler(validation.BadRequest, _bad_request)
     app.register_error_handler(Unavailable, _unavailable)
