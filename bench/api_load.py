@@ -12,7 +12,11 @@ materialized view is refreshed as in production. Then:
 - the same /candles load against a second api with the cache off (CANDLES_CACHE_MS=0),
   to show what the cache saves;
 - memory of the api and the frontend (gunicorn master + workers): RSS and PSS, idle and
-  the peak under the /candles load.
+  the peak under the /candles load;
+- with GOSTREAM_P4_CONTRACT_TREES=name=dir,... (source trees of the api that differ only in
+  how parameters are checked and the OpenAPI document made): the same /candles loads, cache
+  on and off, and a 400 answer (validation alone, no QuestDB), against an api run from each
+  tree in turn, in rounds, so the ways compare side by side in one run.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
 
-from bench.common import PORTS, Profile, Stack, memory_mb, percentiles, scalar, sql, wal_pending
+from bench.common import PORTS, Profile, Stack, cpu_seconds, memory_mb, percentiles, scalar, sql, wal_pending
 from gostream.common.schema import ensure_schema
 from stack import components as c
 
@@ -68,7 +73,9 @@ def wrk(url: str, connections: int, duration_s: int, threads: int = 2) -> dict:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {"req_per_s": round(rps), "latency_ms": pct, "non_2xx": int(errors.group(1)) if errors else 0,
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"req_per_s": round(rps), "requests": requests, "latency_ms": pct,
+            "non_2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else None}
 
 
@@ -110,6 +117,104 @@ def single_uncached(port: int, url_for, n: int = 30) -> dict:
             "queries_per_request": round(_delta(before, after, db_n) / max(requests, 1), 2),
             "client_ms": percentiles(client), "server_ms_mean": round(server_ms, 2),
             "questdb_ms_mean": round(db_ms, 2), "python_ms_mean": round(server_ms - db_ms, 2)}
+
+
+def contract_trees(text: str) -> dict[str, str]:
+    """``name=dir,name=dir``: api source trees (each a directory holding the gostream package)."""
+    trees = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, path = part.partition("=")
+        if not os.path.isdir(os.path.join(path, "gostream", "api")):
+            raise ValueError(f"GOSTREAM_P4_CONTRACT_TREES: {path!r} holds no gostream/api")
+        trees[name] = path
+    return trees
+
+
+def _costed(pid: int, url: str, connections: int, duration_s: int) -> dict:
+    """wrk, and the api's CPU per request over it (user + system of master and workers):
+    on a shared machine, CPU per request drifts far less than req/s and latency."""
+    before = cpu_seconds(pid)
+    result = wrk(url, connections, duration_s)
+    result["api_cpu_us_per_request"] = round((cpu_seconds(pid) - before) / max(result["requests"], 1) * 1e6)
+    return result
+
+
+def contract_cost(stack: Stack, trees: dict[str, str], env: dict, query: str, connections: int, duration_s: int,
+                  rounds: int = 3) -> dict:
+    """P4's /candles load, cache on (the raw fast path, which checks the query with the same
+    model) and off (every request through the Flask route and its validation), and a bad
+    request (`limit=0`: 400 from the route's validation, no QuestDB), against an api run from
+    each tree; the trees take turns, ``rounds`` times, so drift hits them alike. Each tree's
+    in-process cost (``wsgi_cost``) is measured first, in a process of its own."""
+    ports = dataclasses.replace(PORTS, api=PORTS.api + 2)
+    base = f"http://127.0.0.1:{ports.api}"
+    out: dict = {name: {"rounds": []} for name in trees}
+    for round_ in range(rounds):
+        for name, tree in trees.items():
+            tree_env = {**env, "PYTHONPATH": os.path.abspath(tree)}
+            got: dict = {"wsgi": json.loads(subprocess.run(
+                [sys.executable, "-c", "import json, bench.api_load as b; print(json.dumps(b.wsgi_cost()))"],
+                env={**os.environ, **tree_env, "PYTHONPATH": f"{os.path.abspath(tree)}{os.pathsep}{c.ROOT}"},
+                capture_output=True, text=True, check=True, cwd=c.ROOT).stdout)}
+            api = stack.start(dataclasses.replace(c.api(ports, tree_env), name=f"api-{name}"))
+            try:
+                got["idle_mb"] = memory_mb(api.pid)
+                wrk(f"{base}/candles?{query}&limit=1440", connections, 3)
+                got["candles"] = _costed(api.pid, f"{base}/candles?{query}&limit=1440", connections, duration_s)
+                got["bad_request"] = _costed(api.pid, f"{base}/candles?{query}&limit=0", connections, duration_s)
+            finally:
+                stack.stop(api)
+            api = stack.start(dataclasses.replace(c.api(ports, {**tree_env, "CANDLES_CACHE_MS": "0"}),
+                                                  name=f"api-{name}-uncached"))
+            try:
+                wrk(f"{base}/candles?{query}&limit=1440", connections, 3)
+                got["candles_cache_off"] = _costed(api.pid, f"{base}/candles?{query}&limit=1440", connections,
+                                                   duration_s)
+            finally:
+                stack.stop(api)
+            print(f"P4 contract {name} round {round_ + 1}: " + "; ".join(
+                f"{k} {got[k]['req_per_s']} req/s p99 {got[k]['latency_ms'].get('p99')} ms "
+                f"{got[k]['api_cpu_us_per_request']} µs CPU/request" for k in ("candles", "candles_cache_off", "bad_request"))
+                + f"; in-process {got['wsgi']}", flush=True)
+            out[name]["rounds"].append(got)
+    return out
+
+
+def wsgi_cost(n: int = 5000) -> dict:
+    """In this process, without a server or QuestDB (the candles' body stubbed): CPU µs per
+    request through the api's WSGI app (the gostream found first on PYTHONPATH) for a valid
+    /candles on the raw fast path (cache hit) and through the route (cache off), a bad one
+    (400: the check and the framework around it), a repeated parameter, an unknown path."""
+    from werkzeug.test import EnvironBuilder
+
+    from gostream.api import market
+    from gostream.api.app import create_app
+
+    os.environ["QUESTDB_PG_PORT"] = "1"  # never connected to: the candles are stubbed
+    market.candles_json = lambda *args: b"[]"
+    app = create_app()
+    os.environ["CANDLES_CACHE_MS"] = "0"
+    uncached = create_app()
+    valid = "symbol=BTC-USDT&interval=1m&from=1796115000&to=1796201400&limit=1440"
+    out = {}
+    for name, wsgi, path, query in (("candles_fast_path", app, "/candles", valid),
+                                    ("candles_route", uncached, "/candles", valid),
+                                    ("bad_candles", app, "/candles", "symbol=BTC-USDT&interval=1m&from=1&to=2&limit=0"),
+                                    ("repeated", app, "/candles", "symbol=BTC-USDT&symbol=ETH-USDT"),
+                                    ("not_found", app, "/nope", "")):
+        environ = EnvironBuilder(path=path, query_string=query).get_environ()
+        status = []
+
+        def start_response(line, headers, exc_info=None):
+            status.append(line)
+
+        for _ in range(500):  # warm-up
+            b"".join(wsgi(dict(environ), start_response))
+        started = time.process_time()
+        for _ in range(n):
+            b"".join(wsgi(dict(environ), start_response))
+        out[name] = {"cpu_us_per_request": round((time.process_time() - started) / n * 1e6, 1), "status": status[-1]}
+    return out
 
 
 def run(stack: Stack, stamp: str, rows: int = 10_000_000, connections: int = 16, duration_s: int = 20) -> dict:
@@ -176,6 +281,9 @@ def run(stack: Stack, stamp: str, rows: int = 10_000_000, connections: int = 16,
         print(f"P4: /candles with CANDLES_CACHE_MS=0 {result['candles_cache_off']}", flush=True)
     finally:
         stack.stop(uncached_api)
+    trees = contract_trees(os.environ.get("GOSTREAM_P4_CONTRACT_TREES", ""))
+    if trees:
+        result["contract"] = contract_cost(stack, trees, env, query, connections, max(5, duration_s // 2))
     result["connections"] = connections
     result["gunicorn"] = {"WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "1 (default)"),
                           "GUNICORN_THREADS": os.environ.get("GUNICORN_THREADS", "64 (default)"),
