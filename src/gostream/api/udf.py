@@ -70,11 +70,15 @@ class SymbolQuery(Query):
     symbol: UdfSymbol
 
 
+SearchLimit = number(1, MAX_SEARCH, "Most symbols to return.")
+Countback = number(1, MAX_CANDLES, optional=True)
+
+
 class SearchQuery(Query):
     query: Annotated[str, Field(max_length=64, description="Part of the instrument id, any case.")] = ""
     type: Literal["", "crypto"] = Field("", description="Symbol type (`crypto`; empty: all).")
     exchange: Literal["", EXCHANGE] = Field("", description="Exchange (empty: all).")
-    limit: number(1, MAX_SEARCH, "Most symbols to return.") = 30
+    limit: SearchLimit = 30
 
 
 class HistoryQuery(Ranged):
@@ -83,7 +87,7 @@ class HistoryQuery(Ranged):
         description="Bar length, one of /udf/config's supported_resolutions.")
     start: EpochS = Field(alias="from", description="Start, epoch seconds (the bar holding it is the first).")
     end: EpochS = Field(alias="to", description="End, epoch seconds (exclusive); not before `from`.")
-    countback: number(1, MAX_CANDLES, optional=True) = optional(
+    countback: Countback = optional(
         f"Bars wanted: the `countback` latest bars before `to` (then `from` is not used), at most {MAX_CANDLES}.")
 
 

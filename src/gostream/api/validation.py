@@ -91,12 +91,17 @@ class Ranged(Query):
         return self
 
 
+CandleLimit = number(1, MAX_CANDLES, "Most candles to return (the latest ones).")
+TradeLimit = number(1, MAX_TRADES, "Most trades to return.")
+TradeTime = number(0, MAX_EPOCH_S * 1000, optional=True)
+
+
 class CandlesQuery(Ranged):
     symbol: Symbol = optional(_SYMBOL)
     interval: IntervalName = Field("1m", description="Candle length; buckets are aligned to the UTC calendar.")
     start: Epoch = optional("Start, epoch seconds (inclusive, whole bucket).", "from")
     end: Epoch = optional("End, epoch seconds (inclusive, whole bucket); not before `from`.", "to")
-    limit: number(1, MAX_CANDLES, "Most candles to return (the latest ones).") = DEFAULT_CANDLES
+    limit: CandleLimit = DEFAULT_CANDLES
 
 
 class NoQuery(Query):
@@ -105,7 +110,7 @@ class NoQuery(Query):
 
 class TradesQuery(Query):
     symbol: Symbol = optional(_SYMBOL)
-    limit: number(1, MAX_TRADES, "Most trades to return.") = DEFAULT_TRADES
+    limit: TradeLimit = DEFAULT_TRADES
 
 
 class StatsQuery(Query):
@@ -122,7 +127,7 @@ class StreamQuery(Query):
     symbol: Symbol = optional(_SYMBOL)
     interval: IntervalName = Field("1m", description="Candle length; buckets are aligned to the UTC calendar.")
     since: Epoch = optional("Epoch seconds: the client's newest bar (whole bucket).")
-    trades_since: number(0, MAX_EPOCH_S * 1000, optional=True) = optional("Epoch milliseconds: the client's newest trade.")
+    trades_since: TradeTime = optional("Epoch milliseconds: the client's newest trade.")
     last_event_id: Annotated[str, Field(pattern=EVENT_ID_PATTERN)] | SkipJsonSchema[None] = optional(
         "The last event id the client got (`<µs>-<trade id>`), as the `Last-Event-ID` header a browser sends on "
         "its own reconnects: resume from there.")
@@ -226,7 +231,7 @@ def _event(name: str, data: dict | None, description: str) -> type[BaseModel]:
 
 
 _TRADES = {"type": "array", "items": Trade.model_json_schema()}
-class StreamEvent(RootModel[Union[  # noqa: UP007 (a union of classes made at run time)
+_EVENTS = (
     _event("hello", {"type": "object", "required": ["symbol", "interval", "poll_ms"]}, "The stream's symbol and interval"),
     _event("candle", Candle.model_json_schema(), "The forming bucket, or a closed one's final values"),
     _event("trades", _TRADES, "New trades, oldest first; carries the stream position as its id"),
@@ -235,7 +240,10 @@ class StreamEvent(RootModel[Union[  # noqa: UP007 (a union of classes made at ru
     _event("tickers", None, "Every symbol's last price and 24 h change (the changed ones after the first)"),
     _event("status", {"type": "object", "required": ["ok"]}, "QuestDB went away or came back"),
     _event("reload", {"type": "object", "required": ["reason"]}, "Load /candles again and reopen the stream"),
-]]):
+)
+
+
+class StreamEvent(RootModel[Union[_EVENTS]]):  # noqa: UP007 (a union of classes made at run time)
     """One event of /stream"""
 
 
