@@ -38,13 +38,15 @@ _lag_labels: set[tuple[str, str]] = set()
 
 
 def positions(consumer) -> dict:
-    """Each assigned partition's next offset to read (None until it has one), from the
-    consumer's own state: kafka-python 3 keeps it without a network round trip."""
-    subscription = consumer._subscription
+    """Each assigned partition's next offset to read (None until it has one). Once a poll
+    has run, ``position()`` answers from the consumer's own state; timeout 0 keeps a
+    partition still waiting for its offset from blocking the poll loop."""
     found = {}
     for tp in consumer.assignment():
-        position = subscription.position(tp) if subscription.has_valid_position(tp) else None
-        found[tp] = getattr(position, "offset", position)
+        try:
+            found[tp] = consumer.position(tp, timeout_ms=0)
+        except Exception:  # unassigned meanwhile (a rebalance), or no offset yet
+            found[tp] = None
     return found
 
 
