@@ -304,7 +304,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri.btrfs", "io.containerd.snapshotte
         """Copy podman's images into containerd (one archive, unpacked on import)."""
         archive = self.workdir / "images.tar"
         _run("podman", "save", "--format", "docker-archive", "-m", "-o", str(archive), *images, timeout=600)
-        self._ctr("images", "import", "--no-unpack=false", str(archive), timeout=600)
+        self._ctr("images", "import", str(archive), timeout=600)
         archive.unlink()
         listed = self._ctr("images", "list", "-q").stdout.split()
         missing = [i for i in images if i not in listed and f"docker.io/{i}" not in listed]
