@@ -18,6 +18,8 @@ BAD_VALUES = {
     "bad symbol": (["config.symbols={btc_usdt}"], "/config/symbols"),
     "bad log level": (["config.logLevel=verbose"], "/config/logLevel"),
     "bad history window": (["config.historyWindow=six hours"], "/config/historyWindow"),
+    "bad trades retention": (["config.retention.trades=36h"], "/config/retention/trades"),
+    "bad candles retention": (["config.retention.candles=forever"], "/config/retention/candles"),
     "bad instrument type": (["okx.instTypes={OPTION}"], "/okx/instTypes"),
     "no symbols per connection": (["okx.maxSymbolsPerConnection=0"], "/okx/maxSymbolsPerConnection"),
     "root user": (["podSecurityContext.runAsNonRoot=false"], "/podSecurityContext/runAsNonRoot"),
@@ -92,12 +94,16 @@ def test_schema_accepts_sensible_overrides(helm):
             # a parent chart's globals pass (the chart can be a subchart)
             "global.storageClass=fast",
             "global.parent.anything=1",
+            "config.retention.trades=90d",
+            "config.retention.candles=2y",
         ]
     )
     producer = chartlib.by_name(docs, "Deployment", "gostream-producer")
     assert producer["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/gostream/gostream-producer:1.2.3"
     config = chartlib.by_name(docs, "ConfigMap", "gostream-producer")["data"]
     assert (config["SYMBOLS"], config["OKX_INST_TYPES"]) == ("BTC-USDT,ETH-*,*-USDT-SWAP", "SPOT,SWAP")
+    consumer = chartlib.by_name(docs, "ConfigMap", "gostream-consumer")["data"]
+    assert (consumer["TRADES_TTL"], consumer["CANDLES_TTL"]) == ("90d", "2y")
     assert chartlib.kind_of(docs, "KafkaNodePool")[0]["spec"]["storage"] == {"type": "ephemeral"}
 
 

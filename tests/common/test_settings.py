@@ -60,3 +60,11 @@ def test_producer_refuses_unusable_settings(env, match):
 def test_consumer_refuses_unusable_settings():
     with pytest.raises(SettingsError, match="BATCH_MAX_RECORDS"):
         load(ConsumerSettings, {"BATCH_MAX_RECORDS": "-5"})
+
+
+@pytest.mark.parametrize("env, match", [({"TRADES_TTL": "36h"}, "TRADES_TTL.*whole days"),
+                                        ({"CANDLES_TTL": "forever"}, "CANDLES_TTL.*not a TTL")])
+def test_consumer_refuses_a_retention_questdb_would_refuse(env, match):
+    with pytest.raises(SettingsError, match=match):
+        load(ConsumerSettings, env)
+    assert load(ConsumerSettings, {"TRADES_TTL": "90d", "CANDLES_TTL": "2y"}).trades_ttl == "90d"

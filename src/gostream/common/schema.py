@@ -6,6 +6,7 @@ completeness audit writes the hole ledger, the api reads all of them."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -107,6 +108,27 @@ class SchemaError(RuntimeError):
     pass
 
 
+# TTL units QuestDB takes; both tables it applies to are partitioned by day, and QuestDB
+# drops whole partitions, so an hour count must make whole days.
+_TTL_UNITS = {"h": "HOURS", "d": "DAYS", "w": "WEEKS", "M": "MONTHS", "y": "YEARS"}
+_TTL = re.compile(r"^([0-9]{1,6})([hdwMy])?$")
+
+
+def ttl_clause(text: str) -> str:
+    """'90d' -> '90 DAYS' (h, d, w, M, y); '0' -> '0 HOURS' (keep everything). ValueError says why."""
+    found = _TTL.match(text.strip())
+    if not found:
+        raise ValueError(f"{text!r} is not a TTL like 90d, 12w, 6M, 2y or 0 (keep everything)")
+    count, unit = int(found.group(1)), found.group(2)
+    if count == 0:
+        return "0 HOURS"  # QuestDB wants a unit even here
+    if unit is None:
+        raise ValueError(f"{text!r} lacks its unit (h, d, w, M or y)")
+    if unit == "h" and count % 24:
+        raise ValueError(f"{text!r}: the tables are partitioned by day, so hours must make whole days")
+    return f"{count} {_TTL_UNITS[unit]}"
+
+
 def execute(base_url: str, sql: str, timeout_s: float = 10.0) -> dict:
     """Run one statement through /exec; raise SchemaError with QuestDB's message."""
     url = f"{base_url.rstrip('/')}/exec?" + urllib.parse.urlencode({"query": sql})
@@ -129,6 +151,13 @@ def query(base_url: str, sql: str, timeout_s: float = 30.0) -> list[dict]:
     return [dict(zip(names, row)) for row in body.get("dataset", ())]
 
 
-def ensure_schema(base_url: str) -> None:
+def ensure_schema(base_url: str, trades_ttl: str | None = None, candles_ttl: str | None = None) -> None:
+    """Create what is missing; with a TTL (see ttl_clause), also set it on the trades table
+    or the candle view, existing ones included (None leaves it as it is: only the consumer
+    sets them, so two services never disagree)."""
     for sql in STATEMENTS:
         execute(base_url, sql)
+    if trades_ttl is not None:
+        execute(base_url, f"ALTER TABLE {TRADES_TABLE} SET TTL {ttl_clause(trades_ttl)}")
+    if candles_ttl is not None:
+        execute(base_url, f"ALTER MATERIALIZED VIEW {CANDLES_1M_VIEW} SET TTL {ttl_clause(candles_ttl)}")

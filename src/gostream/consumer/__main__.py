@@ -82,7 +82,8 @@ def main() -> int:
 
     questdb_url = f"http://{settings.questdb_host}:{settings.questdb_http_port}"
     starting[0] = "creating the QuestDB schema"
-    _retry("questdb", lambda: ensure_schema(questdb_url), stopping)
+    _retry("questdb", lambda: ensure_schema(questdb_url, settings.trades_ttl or None, settings.candles_ttl or None),
+           stopping)
     starting[0] = "connecting to QuestDB"
     sink = _retry(
         "questdb",

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gostream.common.settings import KafkaSettings, QuestDBSettings, require_positive
+from gostream.common.schema import ttl_clause
+from gostream.common.settings import KafkaSettings, QuestDBSettings, SettingsError, require_positive
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,17 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     # period leaves): the batch in flight ends (its flush retries for at most
     # questdb_retry_timeout_s), then the Kafka clients close within what is left.
     shutdown_timeout_s: float = 20.0
+    # Retention, set on the tables at start-up (existing ones too): raw trades older than
+    # TRADES_TTL and 1m candles older than CANDLES_TTL are dropped a day's partition at a
+    # time (90d, 12w, 6M, 2y; 0 keeps everything; empty leaves what the table has).
+    trades_ttl: str = ""
+    candles_ttl: str = ""
 
     def check(self) -> None:
+        for name in ("trades_ttl", "candles_ttl"):
+            if getattr(self, name):
+                try:
+                    ttl_clause(getattr(self, name))
+                except ValueError as exc:
+                    raise SettingsError(f"{name.upper()}: {exc}") from None
         require_positive(self, "kafka_session_timeout_ms", "kafka_fetch_max_wait_ms", "stall_timeout_s", "batch_max_records", "flush_interval_s", "retry_max_delay_s", "shutdown_timeout_s")
