@@ -329,20 +329,9 @@ def test_a_trade_flows_from_the_exchange_to_candles_through_port_forward(node_cl
     exchange.emit(trades)
     minute = now_ms // 1000
     prices = [float(t["px"]) for t in trades]
-    query = f"/api/candles?symbol={SYMBOL}&interval=1m&from={minute - 60}&to={minute + 120}"
-    frontend = f"svc/{RELEASE}-frontend"
-    with kubectl.port_forward(frontend, 8080) as base:
-        def candle():
-            try:
-                with urllib.request.urlopen(base + query, timeout=5) as response:
-                    found = json.loads(response.read())
-            except OSError:
-                return None
-            hits = [bar for bar in found if bar["time"] == minute]
-            return hits[0] if hits and hits[0]["volume"] == pytest.approx(sum(float(t["sz"]) for t in trades)) else None
-
-        bar = cluster.wait_for(f"the {SYMBOL} candle of minute {minute} from /api/candles via port-forward", candle,
-                               120, 1, detail=lambda: _pod_summary(kube))
+    with kubectl.port_forward(f"svc/{RELEASE}-frontend", 8080) as base:
+        bar = _candle_at(base, kube, minute, sum(float(t["sz"]) for t in trades),
+                         f"the {SYMBOL} candle of minute {minute} from /api/candles via port-forward")
         assert bar["open"] == prices[0] and bar["close"] == prices[-1]
         assert bar["high"] == max(prices) and bar["low"] == min(prices)
         _terminal_draws(base, minute)
@@ -421,18 +410,24 @@ def test_an_image_that_was_not_imported_is_never_fetched_from_outside(node_clust
 
 
 def _candle_via_frontend(kubectl, kube, minute: int, volume: float, what: str) -> dict:
-    query = f"/api/candles?symbol={SYMBOL}&interval=1m&from={minute - 60}&to={minute + 120}"
     with kubectl.port_forward(f"svc/{RELEASE}-frontend", 8080) as base:
-        def candle():
-            try:
-                with urllib.request.urlopen(base + query, timeout=5) as response:
-                    found = json.loads(response.read())
-            except OSError:
-                return None
-            hits = [bar for bar in found if bar["time"] == minute]
-            return hits[0] if hits and hits[0]["volume"] == pytest.approx(volume) else None
+        return _candle_at(base, kube, minute, volume, what)
 
-        return cluster.wait_for(what, candle, 120, 1, detail=lambda: _pod_summary(kube))
+
+def _candle_at(base: str, kube, minute: int, volume: float, what: str) -> dict:
+    """The 1m bar of `minute` from /api/candles at `base` once it holds `volume`."""
+    query = f"/api/candles?symbol={SYMBOL}&interval=1m&from={minute - 60}&to={minute + 120}"
+
+    def candle():
+        try:
+            with urllib.request.urlopen(base + query, timeout=5) as response:
+                found = json.loads(response.read())
+        except OSError:
+            return None
+        hits = [bar for bar in found if bar["time"] == minute]
+        return hits[0] if hits and hits[0]["volume"] == pytest.approx(volume) else None
+
+    return cluster.wait_for(what, candle, 120, 1, detail=lambda: _pod_summary(kube))
 
 
 def test_helm_upgrade_rolls_the_pods_and_they_come_back_ready(node_cluster):
