@@ -96,6 +96,7 @@ def test_schema_accepts_sensible_overrides(helm):
             "global.parent.anything=1",
             "config.retention.trades=90d",
             "config.retention.candles=2y",
+            "questdb.auth.httpBasicAuth=true",
         ]
     )
     producer = chartlib.by_name(docs, "Deployment", "gostream-producer")
@@ -104,6 +105,8 @@ def test_schema_accepts_sensible_overrides(helm):
     assert (config["SYMBOLS"], config["OKX_INST_TYPES"]) == ("BTC-USDT,ETH-*,*-USDT-SWAP", "SPOT,SWAP")
     consumer = chartlib.by_name(docs, "ConfigMap", "gostream-consumer")["data"]
     assert (consumer["TRADES_TTL"], consumer["CANDLES_TTL"]) == ("90d", "2y")
+    # QuestDB asks for credentials on HTTP: the writers send them.
+    assert consumer["QUESTDB_HTTP_AUTH"] == config["QUESTDB_HTTP_AUTH"] == "true"
     assert chartlib.kind_of(docs, "KafkaNodePool")[0]["spec"]["storage"] == {"type": "ephemeral"}
 
 

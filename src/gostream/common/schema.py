@@ -5,6 +5,7 @@ completeness audit writes the hole ledger, the api reads all of them."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import urllib.error
@@ -129,11 +130,23 @@ def ttl_clause(text: str) -> str:
     return f"{count} {_TTL_UNITS[unit]}"
 
 
+def _without_credentials(base_url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its user:password@ and the basic auth header carrying them."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.username is None:
+        return base_url, {}
+    pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl(), {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+
+
 def execute(base_url: str, sql: str, timeout_s: float = 10.0) -> dict:
     """Run one statement through /exec; raise SchemaError with QuestDB's message."""
-    url = f"{base_url.rstrip('/')}/exec?" + urllib.parse.urlencode({"query": sql})
+    url, headers = _without_credentials(base_url)
+    request = urllib.request.Request(f"{url.rstrip('/')}/exec?" + urllib.parse.urlencode({"query": sql}),
+                                     headers=headers)
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace")

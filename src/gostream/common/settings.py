@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -87,3 +88,16 @@ class QuestDBSettings:
     questdb_pg_port: int = 8812
     questdb_user: str = "admin"
     questdb_password: str = "quest"
+    # Send QUESTDB_USER/QUESTDB_PASSWORD on the HTTP port too (/exec and ILP over HTTP), for a
+    # QuestDB with http.user/http.password set (the chart's questdb.auth.httpBasicAuth).
+    questdb_http_auth: bool = False
+
+    @property
+    def questdb_http_url(self) -> str:
+        """QuestDB's HTTP base URL, carrying the credentials when QUESTDB_HTTP_AUTH is on
+        (common.schema sends them as basic auth; they never reach a log through it)."""
+        userinfo = ""
+        if self.questdb_http_auth:
+            quote = urllib.parse.quote
+            userinfo = f"{quote(self.questdb_user, safe='')}:{quote(self.questdb_password, safe='')}@"
+        return f"http://{userinfo}{self.questdb_host}:{self.questdb_http_port}"

@@ -80,7 +80,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     health = HealthServer(settings.health_port, problems).start()
 
-    questdb_url = f"http://{settings.questdb_host}:{settings.questdb_http_port}"
+    questdb_url = settings.questdb_http_url
     starting[0] = "creating the QuestDB schema"
     _retry("questdb", lambda: ensure_schema(questdb_url, settings.trades_ttl or None, settings.candles_ttl or None),
            stopping)
@@ -88,7 +88,8 @@ def main() -> int:
     sink = _retry(
         "questdb",
         lambda: QuestDBSink(
-            sender_conf(settings.questdb_host, settings.questdb_http_port, settings.questdb_retry_timeout_s)
+            sender_conf(settings.questdb_host, settings.questdb_http_port, settings.questdb_retry_timeout_s,
+                        *((settings.questdb_user, settings.questdb_password) if settings.questdb_http_auth else ()))
         ),
         stopping,
     )

@@ -16,9 +16,14 @@ from gostream.consumer import metrics
 from gostream.common.schema import TRADES_TABLE
 
 
-def sender_conf(host: str, port: int, retry_timeout_s: float) -> str:
+def sender_conf(host: str, port: int, retry_timeout_s: float, username: str | None = None,
+                password: str | None = None) -> str:
     # auto_flush off: we flush on our own size/timer, and only then commit Kafka.
-    return f"http::addr={host}:{port};auto_flush=off;retry_timeout={int(retry_timeout_s * 1000)};"
+    conf = f"http::addr={host}:{port};auto_flush=off;retry_timeout={int(retry_timeout_s * 1000)};"
+    if username is not None:
+        # ";" inside a value is written ";;" in the client's configuration string.
+        conf += f"username={username.replace(';', ';;')};password={(password or '').replace(';', ';;')};"
+    return conf
 
 
 class QuestDBSink:

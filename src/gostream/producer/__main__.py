@@ -76,7 +76,7 @@ def _adopter(store: Store, settings: ProducerSettings, feed_ref: list):
 
 async def run(settings: ProducerSettings) -> None:
     publisher: Publisher | None = None
-    store = Store(f"http://{settings.questdb_host}:{settings.questdb_http_port}")
+    store = Store(settings.questdb_http_url)
     feed_ref: list = []
     feed = Feed(settings, on_trade=lambda trade: publisher.offer(trade), adopt=_adopter(store, settings, feed_ref),
                 registry=Registry(store.base_url))
