@@ -107,6 +107,10 @@ def test_schema_accepts_sensible_overrides(helm):
     assert (consumer["TRADES_TTL"], consumer["CANDLES_TTL"]) == ("90d", "2y")
     # QuestDB asks for credentials on HTTP: the writers send them.
     assert consumer["QUESTDB_HTTP_AUTH"] == config["QUESTDB_HTTP_AUTH"] == "true"
+    # ... and its health port too, so the kubelet probes it by TCP (tests/common/test_questdb_auth.py)
+    questdb = chartlib.by_name(docs, "StatefulSet", "gostream-questdb")["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert questdb[probe]["tcpSocket"] == {"port": "metrics"} and "httpGet" not in questdb[probe], probe
     assert chartlib.kind_of(docs, "KafkaNodePool")[0]["spec"]["storage"] == {"type": "ephemeral"}
 
 

@@ -4,8 +4,11 @@ questdb.auth.httpBasicAuth starts it): the consumer's DDL and ILP writes and the
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from questdb import QuestDBError
@@ -59,6 +62,18 @@ def trade(trade_id: int) -> Trade:
 def settings(**env: str) -> QuestDBSettings:
     return load(QuestDBSettings, {"QUESTDB_HOST": "127.0.0.1", "QUESTDB_HTTP_PORT": str(PORTS.questdb_http),
                                   "QUESTDB_USER": ADMIN, "QUESTDB_PASSWORD": ADMIN_PASSWORD, **env})
+
+
+def test_the_health_port_asks_for_the_credentials_too(questdb_with_auth):
+    """Why the chart probes QuestDB by TCP when httpBasicAuth is on: /status answers 401
+    without the credentials, and a kubelet probe cannot take them from a Secret."""
+    url = f"http://127.0.0.1:{PORTS.questdb_health}/status"
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(url, timeout=5)
+    token = base64.b64encode(f"{ADMIN}:{ADMIN_PASSWORD}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
 
 
 def test_without_credentials_questdb_refuses(questdb_with_auth):

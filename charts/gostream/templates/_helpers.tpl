@@ -294,3 +294,18 @@ NetworkPolicy egress rule to the Kafka brokers.
   {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* How the kubelet probes QuestDB (startup, liveness, readiness). */}}
+{{- define "gostream.questdb.probeAction" -}}
+{{- if .Values.questdb.auth.httpBasicAuth }}
+{{- /* With http.user set, QuestDB asks for the credentials on its health port too (9.3.4:
+http.health.check.authentication.required=false does not lift it), and a probe cannot take
+them from a Secret: the port accepting connections is the signal then. */ -}}
+tcpSocket:
+  port: metrics
+{{- else -}}
+httpGet:
+  path: /status
+  port: metrics
+{{- end }}
+{{- end }}
