@@ -453,7 +453,14 @@ def test_helm_upgrade_rolls_the_pods_and_they_come_back_ready(node_cluster):
 def test_a_deleted_consumer_pod_is_replaced_and_nothing_is_lost(node_cluster):
     kube, exchange, kubectl = node_cluster["kube"], node_cluster["exchange"], node_cluster["kubectl"]
     selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=consumer"
-    (old,) = [p["metadata"]["name"] for p in _pods(kube, selector=selector)]
+
+    def one_live() -> list[str] | None:
+        """The live consumer pod's name once it is the only one (the pod of an earlier
+        roll may still be terminating beside it)."""
+        names = [p["metadata"]["name"] for p in _pods(kube, selector=selector) if not p["metadata"].get("deletionTimestamp")]
+        return names if len(names) == 1 else None
+
+    (old,) = cluster.wait_for("one live consumer pod", one_live, 120, 1, detail=lambda: _pod_summary(kube))
     kube.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{old}")
     # printed while the consumer is away: its replacement must store them from Kafka
     minute = int(time.time()) // 60 * 60 - 60
