@@ -19,7 +19,6 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from decimal import Decimal, InvalidOperation
 
 from gostream.api import queries as q
@@ -85,7 +84,7 @@ class Digits:
     def size(self, x: float | None) -> float | None:
         return None if x is None else rounded(x, self.size_decimals)
 
-    @cached_property
+    @functools.cached_property
     def size_text(self) -> Callable[[str], str]:
         return _text_rounder(self.size_decimals)
 
@@ -146,9 +145,13 @@ def instruments(db: Database) -> dict[str, dict]:
     return _instruments.get(db)
 
 
-def digits(db: Database, symbol: str) -> Digits:
-    meta = instruments(db).get(symbol)
+def digits_of(meta: dict | None) -> Digits:
+    """How the numbers of a symbol with this metadata (an ``instruments`` value) print."""
     return UNKNOWN if meta is None else _digits(meta["price_precision"], meta["size_precision"])
+
+
+def digits(db: Database, symbol: str) -> Digits:
+    return digits_of(instruments(db).get(symbol))
 
 
 def last_trade(db: Database, symbol: str) -> tuple[int, float] | None:
@@ -343,7 +346,7 @@ def symbols(db: Database) -> list[dict]:
     out = []
     for symbol, close, t, opened, volume in db.query(q.SYMBOLS_24H, {"since": day_start_us()}):
         known = meta.get(symbol)
-        numbers = UNKNOWN if known is None else _digits(known["price_precision"], known["size_precision"])
+        numbers = digits_of(known)
         out.append({"symbol": symbol, "last": numbers.price(close), "time": t // US,
                     "change_pct_24h": percent(close, opened), "volume_24h": numbers.size(volume),
                     **{name: None if known is None else known[name] for name in _META_FIELDS}})

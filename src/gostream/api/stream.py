@@ -381,8 +381,7 @@ class Tickers:
         meta = market.instruments(db)
         out = {}
         for symbol, close, t in rows:
-            known = meta.get(symbol)
-            last = market.rounded(close, known["price_precision"] if known else None) if close is not None else None
+            last = market.digits_of(meta.get(symbol)).price(close)
             out[symbol] = {"symbol": symbol, "last": last, "change_pct": market.percent(close, self.opens.get(symbol)),
                            "time": t // US}
         return out

@@ -165,19 +165,21 @@ def _sql_text(text: str) -> str:
     return "NULL" if text == "" else "'" + text.replace("'", "''") + "'"
 
 
+# The table's columns in Listing's field order (inst_id is the symbol).
+_COLUMNS = ("symbol", "inst_type", "state", "tick_sz", "lot_sz", "min_sz", "ct_val", "base_ccy", "quote_ccy")
+
+
 def upsert_sql(listings: list[Listing]) -> str:
     """One INSERT of these listings' rows (ts the epoch: DEDUP replaces each symbol's row).
     Only parsed values reach it: ids, types, states and currencies of a strict shape,
     decimals of digits and a point."""
     rows = ",".join(
         "(" + ",".join(_sql_text(v) for v in astuple(item)) + ",now(),0)" for item in listings)
-    return (f"INSERT INTO {INSTRUMENTS_TABLE} (symbol, inst_type, state, tick_sz, lot_sz, min_sz, ct_val, "
-            f"base_ccy, quote_ccy, updated_at, ts) VALUES {rows}")
+    return f"INSERT INTO {INSTRUMENTS_TABLE} ({', '.join(_COLUMNS)}, updated_at, ts) VALUES {rows}"
 
 
 def _stored(row: dict) -> Listing:
-    return Listing(*(row[name] or "" for name in ("symbol", "inst_type", "state", "tick_sz", "lot_sz", "min_sz",
-                                                  "ct_val", "base_ccy", "quote_ccy")))
+    return Listing(*(row[name] or "" for name in _COLUMNS))
 
 
 class Registry:
@@ -200,8 +202,7 @@ class Registry:
         """Write the rows of ``symbols`` that differ from the table's; how many were
         written. OSError or SchemaError when QuestDB did not take them."""
         if self.known is None:
-            rows = query(self.base_url, f"SELECT symbol, inst_type, state, tick_sz, lot_sz, min_sz, ct_val, "
-                                        f"base_ccy, quote_ccy FROM {INSTRUMENTS_TABLE}")
+            rows = query(self.base_url, f"SELECT {', '.join(_COLUMNS)} FROM {INSTRUMENTS_TABLE}")
             self.known = {row["symbol"]: _stored(row) for row in rows}
         changed = self.changed(listings, symbols)
         for start in range(0, len(changed), self.BATCH):
