@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
 
+from stack import tls
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
 JARS = CACHE / "jars"
@@ -109,13 +111,14 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def kafka_ready(port: int, host: str = "127.0.0.1") -> bool:
+def kafka_ready(port: int, host: str = "127.0.0.1", **client) -> bool:
+    """The broker answers (``client``: TLS/SASL keyword arguments, KafkaSecurity.client)."""
     if not port_open(port, host):
         return False
     from kafka import KafkaAdminClient
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=f"{host}:{port}", bootstrap_timeout_ms=3000)
+        admin = KafkaAdminClient(bootstrap_servers=f"{host}:{port}", bootstrap_timeout_ms=3000, **client)
     except Exception:
         return False
     try:
@@ -136,11 +139,60 @@ def jmx_agent(port: int) -> list[str]:
     return [f"-javaagent:{jar}=127.0.0.1:{port}:{KAFKA_JMX_CONFIG}"]
 
 
-def kafka(data: Path, ports: Ports, host: str = "127.0.0.1") -> Spec:
-    """The broker; clients reach it on ``host`` (a test node's pods: its bridge address)."""
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """The broker's client listener as SASL_SSL (what Strimzi's ``tls: true`` +
+    ``scram-sha-512`` listener is): TLS with ``cert``, SCRAM-SHA-512 ``users`` (name ->
+    password) created when the storage is formatted, and the StandardAuthorizer with ACLs,
+    ``admin`` (one of the users) its super user."""
+
+    cert: tls.ServerCert
+    users: dict[str, str]
+    admin: str = "admin"
+
+    def client(self, user: str | None = None, password: str | None = None, cafile: Path | None = None) -> dict:
+        """kafka-python keyword arguments (no servers) for ``user`` (default: the admin),
+        built by the services' own settings."""
+        from gostream.common.settings import kafka_client_config, KafkaSettings
+
+        user = user or self.admin
+        settings = KafkaSettings(kafka_security_protocol="SASL_SSL", kafka_ssl_cafile=str(cafile or self.cert.ca),
+                                 kafka_sasl_username=user,
+                                 kafka_sasl_password=self.users[user] if password is None else password)
+        settings.check()
+        config = kafka_client_config(settings)
+        del config["bootstrap_servers"]
+        return config
+
+    def properties(self) -> list[str]:
+        admin = self.admin
+        return [
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram."
+            f'ScramLoginModule required username="{admin}" password="{self.users[admin]}";',
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={self.cert.keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.cert.ca}",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # ANONYMOUS: the broker's own requests to its controller, over the loopback-only
+            # PLAINTEXT controller listener; every client comes through SASL_SSL.
+            f"super.users=User:{admin};User:ANONYMOUS",
+        ]
+
+    def format_args(self) -> list[str]:
+        return [arg for name, password in self.users.items()
+                for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
+
+
+def kafka(data: Path, ports: Ports, host: str = "127.0.0.1", security: KafkaSecurity | None = None) -> Spec:
+    """The broker; clients reach it on ``host`` (a test node's pods: its bridge address),
+    with ``security`` over SASL_SSL only."""
     home = data / "kafka"
     props = home / "server.properties"
     classpath = f"{JARS / 'kafka'}/*"
+    listener = "SASL_SSL" if security else "PLAINTEXT"
 
     def prepare() -> None:
         home.mkdir(parents=True, exist_ok=True)
@@ -150,11 +202,12 @@ def kafka(data: Path, ports: Ports, host: str = "127.0.0.1") -> Spec:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{ports.kafka_controller}",
-                    f"listeners=PLAINTEXT://{host}:{ports.kafka},CONTROLLER://127.0.0.1:{ports.kafka_controller}",
-                    f"advertised.listeners=PLAINTEXT://{host}:{ports.kafka}",
+                    f"listeners={listener}://{host}:{ports.kafka},CONTROLLER://127.0.0.1:{ports.kafka_controller}",
+                    f"advertised.listeners={listener}://{host}:{ports.kafka}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
+                    f"listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT",
+                    f"inter.broker.listener.name={listener}",
+                    *(security.properties() if security else []),
                     f"log.dirs={home / 'data'}",
                     "num.partitions=1",
                     "auto.create.topics.enable=false",
@@ -175,7 +228,8 @@ def kafka(data: Path, ports: Ports, host: str = "127.0.0.1") -> Spec:
                 check=True, capture_output=True, text=True,
             )
             cluster_id = run("random-uuid").stdout.strip().splitlines()[-1]
-            run("format", "-t", cluster_id, "-c", str(props), "--standalone")
+            run("format", "-t", cluster_id, "-c", str(props), "--standalone",
+                *(security.format_args() if security else []))
 
     return Spec(
         name="kafka",
@@ -183,7 +237,7 @@ def kafka(data: Path, ports: Ports, host: str = "127.0.0.1") -> Spec:
               f"-Dlog4j2.configurationFile={ROOT / 'stack' / 'kafka-log4j2.properties'}",
               *jmx_agent(ports.kafka_metrics),
               "-cp", classpath, "kafka.Kafka", str(props)],
-        ready=lambda: kafka_ready(ports.kafka, host),
+        ready=lambda: kafka_ready(ports.kafka, host, **(security.client() if security else {})),
         url=f"{host}:{ports.kafka}",
         prepare=prepare,
         stop_timeout_s=30,
@@ -237,12 +291,13 @@ def questdb(data: Path, ports: Ports) -> Spec:
 
 
 # -- topics -----------------------------------------------------------------
-def ensure_topics(port: int, topics: dict[str, int]) -> None:
-    """Create missing topics (name -> partitions); existing ones are left alone."""
+def ensure_topics(port: int, topics: dict[str, int], **client) -> None:
+    """Create missing topics (name -> partitions); existing ones are left alone. (``client``:
+    TLS/SASL keyword arguments, KafkaSecurity.client.)"""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+    admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", **client)
     try:
         missing = set(topics) - set(admin.list_topics())
         if missing:

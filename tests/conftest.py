@@ -104,14 +104,9 @@ def services(request, kafka, questdb, stack_dir):
 
     class Services:
         def spec(self, name: str, topic: str, **env: str) -> c.Spec:
-            base = c.service_env(
-                TEST_PORTS,
-                KAFKA_TOPIC=topic,
-                KAFKA_DLQ_TOPIC=f"{topic}.dlq",
-                KAFKA_GROUP_ID=f"{topic}-group",
-                LOG_LEVEL="INFO",
-                **env,
-            )
+            defaults = {"KAFKA_TOPIC": topic, "KAFKA_DLQ_TOPIC": f"{topic}.dlq", "KAFKA_GROUP_ID": f"{topic}-group",
+                        "LOG_LEVEL": "INFO"}
+            base = c.service_env(TEST_PORTS, **{**defaults, **env})
             return getattr(c, name)(TEST_PORTS, base)
 
         def start(self, name: str, topic: str, wait: bool = True, **env: str) -> Process:

@@ -11,7 +11,7 @@ def trade(symbol: str, trade_id: int) -> Trade:
 
 
 def test_queued_trades_become_one_record_per_symbol_up_to_the_batch_limit(topic):
-    publisher = Publisher(f"127.0.0.1:{TEST_PORTS.kafka}", topic, buffer_max=10_000, batch_max=500)
+    publisher = Publisher({"bootstrap_servers": f"127.0.0.1:{TEST_PORTS.kafka}"}, topic, buffer_max=10_000, batch_max=500)
     # Queued before the thread starts: the first take finds all of them waiting.
     for i in range(1, 1001):
         assert publisher.offer(trade(("A-USDT", "B-USDT")[i % 2], i))
@@ -30,7 +30,7 @@ def test_queued_trades_become_one_record_per_symbol_up_to_the_batch_limit(topic)
 
 
 def test_a_quiet_feed_sends_each_trade_at_once(topic):
-    publisher = Publisher(f"127.0.0.1:{TEST_PORTS.kafka}", topic, buffer_max=100).start()
+    publisher = Publisher({"bootstrap_servers": f"127.0.0.1:{TEST_PORTS.kafka}"}, topic, buffer_max=100).start()
     for i in range(1, 4):
         publisher.offer(trade("Q-USDT", i))
         wait_for(lambda: publisher.published == i, message=f"trade {i} acknowledged before the next is offered")

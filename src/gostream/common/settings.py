@@ -70,6 +70,10 @@ def require_positive(settings: object, *names: str) -> None:
             raise SettingsError(f"{field.upper()} must be > 0, got {getattr(settings, field)!r}")
 
 
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
 @dataclasses.dataclass(frozen=True)
 class KafkaSettings:
     """Shared by producer and consumer."""
@@ -77,6 +81,60 @@ class KafkaSettings:
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_topic: str = "trades"
     kafka_dlq_topic: str = "trades.dlq"
+    # How clients reach the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (TLS
+    # with a user and password: Strimzi's scram-sha-512 listeners).
+    kafka_security_protocol: str = "PLAINTEXT"
+    # The CA (PEM) the brokers' certificates are checked against under SSL and SASL_SSL;
+    # empty: the system's CAs. The host name is always checked.
+    kafka_ssl_cafile: str = ""
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    # Never in a repr, a log line or /readyz.
+    kafka_sasl_password: str = dataclasses.field(default="", repr=False)
+
+    @property
+    def kafka_uses_sasl(self) -> bool:
+        return self.kafka_security_protocol.startswith("SASL_")
+
+    @property
+    def kafka_uses_tls(self) -> bool:
+        return self.kafka_security_protocol.endswith("SSL")
+
+    def check(self) -> None:
+        if self.kafka_security_protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol!r}: "
+                                f"expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}")
+        if self.kafka_uses_sasl:
+            if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+                raise SettingsError(f"KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism!r}: "
+                                    f"expected one of {', '.join(KAFKA_SASL_MECHANISMS)}")
+            if not self.kafka_sasl_username or not self.kafka_sasl_password:
+                raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                                    "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        if self.kafka_ssl_cafile:
+            if not self.kafka_uses_tls:
+                raise SettingsError(f"KAFKA_SSL_CAFILE is set but KAFKA_SECURITY_PROTOCOL="
+                                    f"{self.kafka_security_protocol} does not use TLS (SSL or SASL_SSL)")
+            if not os.path.isfile(self.kafka_ssl_cafile):
+                raise SettingsError(f"KAFKA_SSL_CAFILE={self.kafka_ssl_cafile!r}: no such file")
+
+
+def kafka_client_config(settings: KafkaSettings) -> dict[str, Any]:
+    """The kafka-python keyword arguments for reaching the brokers (servers, TLS, SASL):
+    every producer, consumer and admin client of the services is built with these."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": [server.strip() for server in settings.kafka_bootstrap_servers.split(",") if server.strip()],
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_uses_tls:
+        config["ssl_check_hostname"] = True
+        if settings.kafka_ssl_cafile:
+            config["ssl_cafile"] = settings.kafka_ssl_cafile
+    if settings.kafka_uses_sasl:
+        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        config["sasl_plain_password"] = settings.kafka_sasl_password
+    return config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ from kafka.errors import KafkaError
 
 from gostream.common.health import HealthServer
 from gostream.common.logs import setup_logging
-from gostream.common.settings import SettingsError, load
+from gostream.common.settings import SettingsError, kafka_client_config, load
 from gostream.consumer.ingest import DeadLetters, Ingest, Stalled
 from gostream.common.schema import ensure_schema
 from gostream.consumer.settings import ConsumerSettings
@@ -94,15 +94,15 @@ def main() -> int:
         stopping,
     )
     starting[0] = "connecting to Kafka"
-    servers = settings.kafka_bootstrap_servers.split(",")
+    kafka = kafka_client_config(settings)
     dlq_producer = _retry(
-        "kafka", lambda: KafkaProducer(bootstrap_servers=servers, client_id="gostream-consumer-dlq", bootstrap_timeout_ms=5000),
+        "kafka", lambda: KafkaProducer(**kafka, client_id="gostream-consumer-dlq", bootstrap_timeout_ms=5000),
         stopping,
     )
     consumer = _retry(
         "kafka",
         lambda: KafkaConsumer(
-            bootstrap_servers=servers,
+            **kafka,
             group_id=settings.kafka_group_id,
             client_id="gostream-consumer",
             enable_auto_commit=False,

@@ -43,6 +43,7 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     candles_ttl: str = ""
 
     def check(self) -> None:
+        super().check()
         for name in ("trades_ttl", "candles_ttl"):
             if getattr(self, name):
                 try:

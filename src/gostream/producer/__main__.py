@@ -12,7 +12,7 @@ from kafka.errors import KafkaError
 
 from gostream.common.health import HealthServer
 from gostream.common.logs import setup_logging
-from gostream.common.settings import SettingsError, load
+from gostream.common.settings import SettingsError, kafka_client_config, load
 from gostream.common.schema import SchemaError, ensure_schema
 from gostream.producer import history
 from gostream.producer.audit import Auditor, Policy, Store
@@ -24,16 +24,19 @@ from gostream.producer.settings import ProducerSettings
 log = logging.getLogger("gostream.producer")
 
 
-async def _connect_publisher(settings: ProducerSettings, on_lost) -> Publisher:
+async def _connect_publisher(settings: ProducerSettings, on_lost, status: list[str]) -> Publisher:
+    """Retry until Kafka takes the producer; ``status[0]`` says why not yet (for /readyz).
+    A refused password or certificate is in kafka-python's own log line just before."""
     delay = 1.0
     while True:
         try:
             publisher = await asyncio.to_thread(
-                Publisher, settings.kafka_bootstrap_servers, settings.kafka_topic, settings.buffer_max_trades, on_lost,
+                Publisher, kafka_client_config(settings), settings.kafka_topic, settings.buffer_max_trades, on_lost,
                 settings.publish_batch_max,
             )
             return publisher.start()
         except KafkaError as exc:
+            status[0] = f"kafka: not connected ({type(exc).__name__}: {exc})"
             log.warning("kafka not reachable, retrying", extra={"error": str(exc), "retry_in_s": delay})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -78,6 +81,7 @@ async def run(settings: ProducerSettings) -> None:
     publisher: Publisher | None = None
     store = Store(settings.questdb_http_url)
     feed_ref: list = []
+    kafka_status = ["kafka: connecting"]
     feed = Feed(settings, on_trade=lambda trade: publisher.offer(trade), adopt=_adopter(store, settings, feed_ref),
                 registry=Registry(store.base_url))
     feed_ref.append(feed)
@@ -90,7 +94,7 @@ async def run(settings: ProducerSettings) -> None:
     )
 
     def problems() -> list[str]:
-        return (publisher.problems() if publisher else ["kafka: connecting"]) + feed.problems() + auditor.problems()
+        return (publisher.problems() if publisher else kafka_status) + feed.problems() + auditor.problems()
 
     health = HealthServer(settings.health_port, problems).start()
     main = asyncio.current_task()
@@ -98,7 +102,7 @@ async def run(settings: ProducerSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, main.cancel)
     try:
-        publisher = await _connect_publisher(settings, on_lost=feed.lost.add)
+        publisher = await _connect_publisher(settings, on_lost=feed.lost.add, status=kafka_status)
         await _prepare_store(store)
         auditor.start()
         log.info("producer started", extra={"symbols": settings.symbols, "channel": settings.okx_channel})

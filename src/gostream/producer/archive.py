@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gostream.common.logs import JsonFormatter
-from gostream.common.settings import KafkaSettings, SettingsError, load
+from gostream.common.settings import KafkaSettings, SettingsError, kafka_client_config, load
 from gostream.common.trade import RecordError, Trade, encode_batch, show, validate
 
 log = logging.getLogger("gostream.producer.archive")
@@ -295,7 +295,8 @@ class KafkaSink:
     ``max_pending`` records unacknowledged (kafka-python's buffer is unbounded, so this is
     the back-pressure that keeps a big file from piling up in memory)."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, timeout_s: float, max_pending: int = 200) -> None:
+    def __init__(self, kafka: dict, topic: str, timeout_s: float, max_pending: int = 200) -> None:
+        """``kafka``: the client settings, common.settings.kafka_client_config."""
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
@@ -303,9 +304,10 @@ class KafkaSink:
         self.topic, self.timeout_s, self.max_pending = topic, timeout_s, max_pending
         self.acked = 0
         self._pending: collections.deque = collections.deque()
+        bootstrap_servers = ",".join(kafka["bootstrap_servers"])
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=bootstrap_servers.split(","),
+                **kafka,
                 enable_idempotence=True,
                 acks="all",
                 linger_ms=5,
@@ -553,7 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         kafka = load(KafkaSettings)
     except SettingsError as exc:
         parser.error(str(exc))
-    bootstrap = args.bootstrap_servers or kafka.kafka_bootstrap_servers
+    if args.bootstrap_servers:
+        kafka = dataclasses.replace(kafka, kafka_bootstrap_servers=args.bootstrap_servers)
+    bootstrap = kafka.kafka_bootstrap_servers
     topic = args.topic or kafka.kafka_topic
 
     handler = logging.StreamHandler(sys.stderr)
@@ -571,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with logging_redirect_tqdm():  # log lines above the bar, not through it
         try:
-            sink = DrySink() if args.dry_run else KafkaSink(bootstrap, topic, args.timeout)
+            sink = DrySink() if args.dry_run else KafkaSink(kafka_client_config(kafka), topic, args.timeout)
             importer = Importer(sink, symbols, args.batch, progress)
             try:
                 summary = importer.run(args.sources, args.timeout)

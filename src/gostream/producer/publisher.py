@@ -32,7 +32,7 @@ _STOP = object()
 class Publisher:
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: dict,
         topic: str,
         buffer_max: int,
         on_lost: Callable[[Trade], object] = lambda trade: None,
@@ -51,7 +51,7 @@ class Publisher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         metrics.BUFFERED.set_function(self._queue.qsize)
         self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers.split(","),
+            **kafka,  # servers, TLS, SASL: common.settings.kafka_client_config
             # Idempotent with acks=all (kafka-python 3 defaults, spelled out because the
             # no-loss promise depends on them).
             enable_idempotence=True,

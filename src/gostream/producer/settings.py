@@ -68,6 +68,7 @@ class ProducerSettings(KafkaSettings, QuestDBSettings):
         return parse_window(self.history_window)
 
     def check(self) -> None:
+        super().check()
         try:
             parse_window(self.history_window)
         except ValueError as exc:
