@@ -2,12 +2,14 @@
 # defines VENV, PY and apt-ensure.
 #
 #   make k8s-tools      build etcd, kube-apiserver, kube-controller-manager, kubelet,
-#                       kube-scheduler, kube-proxy, kubectl, CoreDNS, kube-router and pause into
-#                       .cache/k8s/bin (once per machine: ~/.cache/gostream/k8s/<key>; a no-op
-#                       when present)
+#                       kube-scheduler, kube-proxy, kubectl, CoreDNS, kube-router and pause
+#                       (build.sh), and Prometheus with Kubernetes discovery
+#                       (build-prometheus.sh, its own cache key) into .cache/k8s/bin (once per
+#                       machine: ~/.cache/gostream/k8s/<key>; a no-op when present)
 #   make k8s-node-deps  the node's Debian packages: containerd, the CNI plugins, ipset, iptables
 #   make test-k8s       the chart on the control plane alone (install, upgrade, uninstall)
-#                       and on a single node (pods Ready, trades through, policies, helm test)
+#                       and on a single node (pods Ready, trades through, policies, helm test,
+#                       every pod discovered and scraped by Prometheus)
 #
 # The binaries are built from the Go module proxy through the wrapper modules in k8s-test/
 # (see k8s-test/README.md for the versions, the build time and how the caches avoid it).
@@ -24,6 +26,7 @@ TEST_PREREQS += k8s-tools k8s-node-deps
 k8s-tools:
 	$(call apt-ensure,openssl,)
 	@k8s-test/build.sh "$(K8S_BIN)"
+	@k8s-test/build-prometheus.sh "$(K8S_BIN)"
 
 k8s-node-deps: ## install containerd, the CNI plugins, ipset and iptables for the test node (apt-get, once)
 	$(call apt-ensure,$(K8S_NODE_APT_PACKAGES),--no-install-recommends)
