@@ -183,7 +183,7 @@ def _env(docs, svc) -> dict:
 def test_service_environment(render):
     docs = render("defaults")
     producer, consumer, api, frontend = (_env(docs, s) for s in SERVICES)
-    bootstrap = f"{RELEASE}-kafka-bootstrap:9092"
+    bootstrap = f"{RELEASE}-kafka-bootstrap:9093"  # the TLS + SCRAM listener (test_kafka_security.py)
     assert producer["KAFKA_BOOTSTRAP_SERVERS"] == consumer["KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
     assert producer["OKX_WS_URL"] == "wss://ws.okx.com:8443/ws/v5/business"
     assert producer["OKX_CHANNEL"] == "trades-all"
@@ -261,7 +261,7 @@ def test_questdb_existing_secret(helm):
     assert not chartlib.kind_of(docs, "Secret")
     for name in (f"{RELEASE}-producer", f"{RELEASE}-consumer", f"{RELEASE}-api"):
         env = chartlib.by_name(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["env"]
-        assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env if "valueFrom" in e} == {"my-questdb"}
+        assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env if e["name"] == "QUESTDB_PASSWORD"} == {"my-questdb"}
 
 
 def test_strimzi_resources(render):
@@ -275,7 +275,7 @@ def test_strimzi_resources(render):
     assert pool["spec"]["replicas"] == 1
     assert "annotations" not in kafka["metadata"], "Strimzi 1.x needs no KRaft/node-pool annotations"
     listener = kafka["spec"]["kafka"]["listeners"][0]
-    assert (listener["port"], listener["tls"]) == (9092, False)
+    assert (listener["port"], listener["tls"], listener["authentication"]) == (9093, True, {"type": "scram-sha-512"})
     topics = {t["spec"]["topicName"]: t for t in chartlib.kind_of(docs, "KafkaTopic")}
     assert set(topics) == {"trades", "trades.dlq"}
     for topic in topics.values():
@@ -377,6 +377,7 @@ def _pods(docs) -> dict[str, Endpoint]:
 KAFKA_BROKER = Endpoint.pod(
     {"strimzi.io/cluster": RELEASE, "strimzi.io/kind": "Kafka", "strimzi.io/name": f"{RELEASE}-kafka", "strimzi.io/broker-role": "true"}
 )
+KAFKA_PORT = 9093  # Strimzi's client listener: TLS + SCRAM-SHA-512 by default
 STRIMZI_OPERATOR = Endpoint.pod({"strimzi.io/kind": "cluster-operator", "name": "strimzi-cluster-operator"})
 PROMETHEUS = Endpoint.pod({"app.kubernetes.io/name": "prometheus"}, namespace="monitoring")
 OKX = Endpoint.external("3.33.33.33")
@@ -384,17 +385,17 @@ STRANGER = Endpoint.pod({"app": "something-else"})
 OUTSIDE = Endpoint.external("198.51.100.7")
 
 
-@pytest.mark.parametrize("variant", sorted(v for v in VARIANTS if v != "external-kafka"))
+@pytest.mark.parametrize("variant", sorted(v for v in VARIANTS if not v.startswith("external-kafka")))
 def test_network_policies_allow_the_pipeline_flows(render, variant):
     docs = render(variant)
     policies = chartlib.kind_of(docs, "NetworkPolicy")
     assert policies, "NetworkPolicies are on by default"
     p = _pods(docs)
     allowed = [
-        (p["producer"], KAFKA_BROKER, 9092),
+        (p["producer"], KAFKA_BROKER, KAFKA_PORT),
         (p["producer"], OKX, 443),
         (p["producer"], OKX, 8443),
-        (p["consumer"], KAFKA_BROKER, 9092),
+        (p["consumer"], KAFKA_BROKER, KAFKA_PORT),
         (p["consumer"], p["questdb"], 9000),
         (p["producer"], p["questdb"], 9000),
         (p["api"], p["questdb"], 8812),
@@ -417,10 +418,10 @@ def test_network_policies_allow_the_pipeline_flows(render, variant):
         assert flow_allowed(policies, p[name], Endpoint.pod({"k8s-app": "kube-dns"}, "kube-system"), 53, "UDP"), name
     denied = [
         (p["producer"], p["questdb"], 8812),
-        (p["api"], KAFKA_BROKER, 9092),
+        (p["api"], KAFKA_BROKER, KAFKA_PORT),
         (p["api"], p["questdb"], 9000),
         (p["frontend"], p["questdb"], 8812),
-        (p["frontend"], KAFKA_BROKER, 9092),
+        (p["frontend"], KAFKA_BROKER, KAFKA_PORT),
         (p["consumer"], OKX, 443),
         (p["api"], OUTSIDE, 443),
         (p["questdb"], OUTSIDE, 443),

@@ -146,7 +146,7 @@ Bootstrap servers the producer and consumer use.
 */}}
 {{- define "gostream.kafka.bootstrapServers" -}}
 {{- if .Values.kafka.strimzi.enabled }}
-{{- printf "%s-kafka-bootstrap:9092" (include "gostream.kafka.clusterName" .) }}
+{{- printf "%s-kafka-bootstrap:%s" (include "gostream.kafka.clusterName" .) (include "gostream.kafka.port" .) }}
 {{- else if .Values.kafka.externalBootstrapServers }}
 {{- .Values.kafka.externalBootstrapServers }}
 {{- else }}
@@ -285,7 +285,7 @@ NetworkPolicy egress rule to the Kafka brokers.
           strimzi.io/kind: Kafka
   ports:
     - protocol: TCP
-      port: 9092
+      port: {{ include "gostream.kafka.port" . }}
 {{- else -}}
 - ports:
   {{- range .Values.kafka.externalPorts }}

@@ -3,6 +3,7 @@ Deployment, Service and PodDisruptionBudget of one of the four Python services. 
   (dict "root" $ "component" "api" "values" .Values.api
         "configChecksum" <sha> "secretChecksum" <sha or "">
         "env" <list of extra env entries as YAML, e.g. secret refs>
+        "volumes" / "volumeMounts" <lists of extra ones as YAML, e.g. the Kafka CA>
         "strategy" <Deployment strategy type; default RollingUpdate>)
 The service's settings come from its ConfigMap <fullname>-<component> (envFrom).
 The operator's hooks (extraEnv, extraEnvFrom, extraVolumes, extraVolumeMounts, initContainers,
@@ -116,6 +117,9 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- with .volumeMounts }}
+            {{- . | trim | nindent 12 }}
+            {{- end }}
             {{- with $v.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -126,6 +130,9 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- with .volumes }}
+        {{- . | trim | nindent 8 }}
+        {{- end }}
         {{- with $v.extraVolumes }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
