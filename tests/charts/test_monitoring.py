@@ -8,6 +8,7 @@ import json
 
 import yaml
 
+from gostream.consumer.storage import volume_bytes
 from tests.charts import chartlib
 from tests.charts.chartlib import CHART, RELEASE
 
@@ -119,3 +120,11 @@ def test_strimzi_jmx_exporter_rules_are_the_shared_file(render):
     docs = render("defaults")
     cm = chartlib.by_name(docs, "ConfigMap", f"{RELEASE}-kafka-metrics")
     assert yaml.safe_load(cm["data"]["kafka-metrics-config.yml"]) == yaml.safe_load((FILES / "kafka-jmx-exporter.yaml").read_text())
+
+
+def test_the_disk_alerts_know_the_questdb_volume_size(helm):
+    """The consumer exports QuestDB's volume size from questdb.persistence.size, in the form
+    the chart's schema allows, read the way the consumer reads it."""
+    docs = helm.template(sets=["questdb.persistence.size=250Gi"])
+    size = chartlib.by_name(docs, "ConfigMap", f"{RELEASE}-consumer")["data"]["QUESTDB_VOLUME_SIZE"]
+    assert volume_bytes(size) == 250 * 2**30

@@ -18,17 +18,22 @@ from gostream.consumer.ingest import DeadLetters, Ingest, Stalled
 from gostream.common.schema import ensure_schema
 from gostream.consumer.settings import ConsumerSettings
 from gostream.consumer.sink import QuestDBSink, sender_conf
+from gostream.consumer.storage import StorageWatch, volume_bytes
 
 log = logging.getLogger("gostream.consumer")
 
 
-def _retry(what: str, action, stopping: threading.Event):
-    """Start-up dependencies may come up after us: retry with backoff until they do."""
+def _retry(what: str, action, stopping: threading.Event, starting: list[str] | None = None):
+    """Start-up dependencies may come up after us: retry with backoff until they do. With
+    ``starting`` (what /readyz says), the last error is added to it."""
     delay = 1.0
+    doing = starting[0] if starting else ""
     while not stopping.is_set():
         try:
             return action()
         except Exception as exc:
+            if starting:
+                starting[0] = f"{doing} (last error: {type(exc).__name__}: {str(exc)[:200]})"
             log.warning(f"{what} not ready, retrying", extra={"error": str(exc)[:300], "retry_in_s": delay})
             stopping.wait(delay)
             delay = min(delay * 2, 30.0)
@@ -84,6 +89,8 @@ def main() -> int:
     starting[0] = "creating the QuestDB schema"
     _retry("questdb", lambda: ensure_schema(questdb_url, settings.trades_ttl or None, settings.candles_ttl or None),
            stopping)
+    StorageWatch(questdb_url, volume_bytes(settings.questdb_volume_size), settings.questdb_storage_poll_s,
+                 stopping).start()
     starting[0] = "connecting to QuestDB"
     sink = _retry(
         "questdb",
@@ -97,7 +104,7 @@ def main() -> int:
     kafka = kafka_client_config(settings)
     dlq_producer = _retry(
         "kafka", lambda: KafkaProducer(**kafka, client_id="gostream-consumer-dlq", bootstrap_timeout_ms=5000),
-        stopping,
+        stopping, starting,
     )
     consumer = _retry(
         "kafka",
@@ -114,7 +121,7 @@ def main() -> int:
             metadata_max_age_ms=30_000,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         ),
-        stopping,
+        stopping, starting,
     )
     ingest = Ingest(settings, consumer, sink, DeadLetters(dlq_producer, settings.kafka_dlq_topic), stopping)
     starting[0] = f"waiting for topic {settings.kafka_topic}"

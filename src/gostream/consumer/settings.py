@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from gostream.common.schema import ttl_clause
 from gostream.common.settings import KafkaSettings, QuestDBSettings, SettingsError, require_positive
+from gostream.consumer.storage import volume_bytes
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     # time (90d, 12w, 6M, 2y; 0 keeps everything; empty leaves what the table has).
     trades_ttl: str = ""
     candles_ttl: str = ""
+    # QuestDB's disk use is read from its table_storage() this often (consumer.storage).
+    questdb_storage_poll_s: float = 60.0
+    # Size of QuestDB's data volume (10Gi, 500G or bytes) for the disk alerts; empty: not known.
+    questdb_volume_size: str = ""
 
     def check(self) -> None:
         super().check()
@@ -50,4 +55,8 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
                     ttl_clause(getattr(self, name))
                 except ValueError as exc:
                     raise SettingsError(f"{name.upper()}: {exc}") from None
-        require_positive(self, "kafka_session_timeout_ms", "kafka_fetch_max_wait_ms", "stall_timeout_s", "batch_max_records", "flush_interval_s", "retry_max_delay_s", "shutdown_timeout_s")
+        try:
+            volume_bytes(self.questdb_volume_size)
+        except ValueError as exc:
+            raise SettingsError(f"QUESTDB_VOLUME_SIZE: {exc}") from None
+        require_positive(self, "kafka_session_timeout_ms", "kafka_fetch_max_wait_ms", "stall_timeout_s", "batch_max_records", "flush_interval_s", "retry_max_delay_s", "shutdown_timeout_s", "questdb_storage_poll_s")
