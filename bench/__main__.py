@@ -5,6 +5,7 @@ and the table in BENCHMARKS.md.
     python -m bench --n 200000 --only p1  # a quick P1
     python -m bench --rates 2000,5000 --duration 30
     GOSTREAM_QUESTDB_CONNECTOR_DIR=<jars> python -m bench --only p1   # with the official connector
+    python -m bench --only p10                                         # bytes per trade on disk
     python -m bench --only p2cf --rates 2000,5000 --duration 30        # cryptofeed beside our producer
     GOSTREAM_BENCH_BASELINE=/tmp/wt-before/src python -m bench --only cpu  # CPU per trade, before -> after
 
@@ -24,7 +25,7 @@ import traceback
 from bench import report
 from bench.common import RESULTS, Stack, machine
 
-ALL = ("p1", "cpu", "p2", "p2cf", "p3", "p4", "p5", "p6", "p7", "p8", "p9")
+ALL = ("p1", "cpu", "p2", "p2cf", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10")
 
 
 def images() -> dict:
@@ -54,6 +55,8 @@ def main() -> int:
                         help="CPU per trade: seconds at each of 1,000 and 10,000 trades/s")
     parser.add_argument("--p4-rows", type=int, default=10_000_000, help="P4: trades in the table")
     parser.add_argument("--p9-rows", type=int, default=10_000_000, help="P9: trades the audit passes over")
+    parser.add_argument("--p10-per-day", type=int, default=1_000_000,
+                        help="P10: trades of one symbol a day, written for 3 days, for the bytes per trade")
     parser.add_argument("--only", default=",".join(ALL), help="comma list of " + ",".join(ALL))
     args = parser.parse_args()
     only = {x.strip().lower() for x in args.only.split(",") if x.strip()}
@@ -114,6 +117,10 @@ def main() -> int:
             from bench import audit
 
             attempt("p9", lambda: audit.run(stack, args.p9_rows))
+        if "p10" in only:
+            from bench import storage
+
+            attempt("p10", lambda: storage.run(args.p10_per_day))
     if "p6" in only:
         results["benchmarks"]["images_mb"] = images()
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -174,6 +174,17 @@ def _rows(r: dict) -> list[tuple[str, str, str, str, str]]:
                          "measured (no target)", "n/a"))
         else:
             rows.append(("P9 audit", "make bench ONLY=p9", f"error: {p9.get('error', '')[:200]}", "", "n/a"))
+    p10 = b.get("p10")
+    if p10:
+        if "bytes_per_trade" in p10:
+            per_day = ", ".join(f"{int(n):,} trades/day {mb:,} MB" for n, mb in p10["mb_per_day_at"].items())
+            rows.append(("P10 disk", f"make bench ONLY=p10 P10_PER_DAY={p10['per_day']}",
+                         f"{p10['bytes_per_trade']} bytes per trade on disk (closed day partitions, {p10['per_day']:,} "
+                         f"trades a day of one symbol, {p10['days']} days); the open day's partition maps "
+                         f"{p10['open_partition_overhead_mb']} MB ahead; 1m candles {p10['candles_bytes_per_symbol_day']:,} "
+                         f"bytes per symbol-day; per day: {per_day}", "measured (sizing, README)", "n/a"))
+        else:
+            rows.append(("P10 disk", "make bench ONLY=p10", f"error: {p10.get('error', '')[:200]}", "", "n/a"))
     imgs = b.get("images_mb")
     if imgs:
         if "error" in imgs:
