@@ -180,8 +180,11 @@ def test_an_unknown_ca_is_refused_clearly_and_the_service_stays_up_not_ready(sec
                               **secure_env(secure_kafka, CONSUMER, cafile=str(other_ca)))
     wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in consumer.log_path.read_text(), 60,
              message="the failed certificate check in the consumer's log")
-    status, body = get_json(f"http://127.0.0.1:{TEST_PORTS.consumer}/readyz")
-    assert status == 503 and "Kafka" in json.dumps(body)
+    def not_ready() -> dict | None:
+        status, body = get_json(f"http://127.0.0.1:{TEST_PORTS.consumer}/readyz")
+        return body if status == 503 and "connecting to Kafka (last error: " in json.dumps(body) else None
+
+    wait_for(not_ready, 60, message="/readyz: not ready, connecting to Kafka, with the last error")
     log = consumer.log_path.read_text()
     assert consumer.alive() and "Traceback" not in log and USERS[CONSUMER] not in log
 
