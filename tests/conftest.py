@@ -24,7 +24,8 @@ from tests.okxsim import OkxExchange
 # Every port a test listens on stays below the kernel's ephemeral range (32768+): there an
 # outgoing connection's source port can hold it, and a server fails to bind (seen with
 # QuestDB). The other sets: tests/stack +12000, tests/chaos +3000, tests/images the session's
-# producer/consumer/api/frontend ports + 200,
+# producer/consumer/api/frontend ports + 200, tests/common's QuestDB with credentials the
+# session's + 700 and its TLS + SCRAM Kafka + 800 (broker, controller, JMX agent),
 # tests/k8s 25379/25380/26443, spare_port() from 24092, make bench +8000.
 TEST_PORTS = c.Ports().shifted(int(os.environ.get("GOSTREAM_TEST_PORT_OFFSET") or 10000))
 ARTIFACTS = c.ROOT / "test-artifacts"

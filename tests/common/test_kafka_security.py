@@ -175,7 +175,7 @@ def test_a_wrong_password_is_refused_clearly_and_the_service_stays_up_not_ready(
 
 
 def test_an_unknown_ca_is_refused_clearly_and_the_service_stays_up_not_ready(secure_kafka, services, stack_dir):
-    other_ca = tls.make_ca(stack_dir / "other-ca", "other")
+    other_ca = tls.make_ca(stack_dir / "other-ca", "other").cert
     consumer = services.start("consumer", unique("ca-"), wait=False, KAFKA_GROUP_ID=GROUP,
                               **secure_env(secure_kafka, CONSUMER, cafile=str(other_ca)))
     wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in consumer.log_path.read_text(), 60,
