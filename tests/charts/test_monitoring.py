@@ -4,6 +4,7 @@ ConfigMap) and files/kafka-jmx-exporter.yaml (Strimzi's metricsConfig)."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import yaml
@@ -128,3 +129,28 @@ def test_the_disk_alerts_know_the_questdb_volume_size(helm):
     docs = helm.template(sets=["questdb.persistence.size=250Gi"])
     size = chartlib.by_name(docs, "ConfigMap", f"{RELEASE}-consumer")["data"]["QUESTDB_VOLUME_SIZE"]
     assert volume_bytes(size) == 250 * 2**30
+
+
+def test_with_questdb_auth_the_questdb_scrape_sends_the_admin_credentials(helm, crd_schemas):
+    """QuestDB asks for them on /metrics too (tests/common/test_questdb_auth.py); the
+    ServiceMonitor's basicAuth must name Secret keys the release really has, holding the
+    admin's name and password."""
+    docs = helm.template(sets=["metrics.serviceMonitor.enabled=true", "questdb.auth.httpBasicAuth=true",
+                               "questdb.auth.adminUser=ops", "questdb.auth.adminPassword=s3cret"])
+    monitor = chartlib.by_name(docs, "ServiceMonitor", f"{RELEASE}-questdb")
+    crd_schemas.validate(monitor)
+    (endpoint,) = monitor["spec"]["endpoints"]
+    secrets = {d["metadata"]["name"]: d for d in chartlib.kind_of(docs, "Secret")}
+
+    def value(ref: dict) -> str:
+        secret = secrets[ref["name"]]
+        if ref["key"] in secret.get("stringData", {}):
+            return secret["stringData"][ref["key"]]
+        return base64.b64decode(secret["data"][ref["key"]]).decode()
+
+    assert value(endpoint["basicAuth"]["username"]) == "ops"
+    assert value(endpoint["basicAuth"]["password"]) == "s3cret"
+    # Without auth, no credentials are sent and no extra Secret is rendered.
+    plain = helm.template(sets=["metrics.serviceMonitor.enabled=true"])
+    assert "basicAuth" not in chartlib.by_name(plain, "ServiceMonitor", f"{RELEASE}-questdb")["spec"]["endpoints"][0]
+    assert f"{RELEASE}-questdb-scrape" not in {d["metadata"]["name"] for d in chartlib.kind_of(plain, "Secret")}

@@ -64,10 +64,12 @@ def settings(**env: str) -> QuestDBSettings:
                                   "QUESTDB_USER": ADMIN, "QUESTDB_PASSWORD": ADMIN_PASSWORD, **env})
 
 
-def test_the_health_port_asks_for_the_credentials_too(questdb_with_auth):
-    """Why the chart probes QuestDB by TCP when httpBasicAuth is on: /status answers 401
-    without the credentials, and a kubelet probe cannot take them from a Secret."""
-    url = f"http://127.0.0.1:{PORTS.questdb_health}/status"
+@pytest.mark.parametrize("path", ["/status", "/metrics"])
+def test_the_health_port_asks_for_the_credentials_too(questdb_with_auth, path):
+    """Why the chart probes QuestDB by TCP when httpBasicAuth is on (/status answers 401
+    without the credentials, and a kubelet probe cannot take them from a Secret), and why its
+    ServiceMonitor scrapes /metrics with the admin's basic auth (tests/charts/test_monitoring.py)."""
+    url = f"http://127.0.0.1:{PORTS.questdb_health}{path}"
     with pytest.raises(urllib.error.HTTPError, match="401"):
         urllib.request.urlopen(url, timeout=5)
     token = base64.b64encode(f"{ADMIN}:{ADMIN_PASSWORD}".encode()).decode()
