@@ -202,9 +202,9 @@ class CRDSchemas:
 
     def validate(self, doc: dict) -> None:
         key = (doc["apiVersion"], doc["kind"])
-        if key not in self.schemas:
+        if key not in self.schemas and key not in SUBSETS:
             raise AssertionError(f"no CRD schema for {key[1]} {key[0]} under {self.root}")
-        validator = jsonschema.Draft7Validator(self.schemas[key])
+        validator = jsonschema.Draft7Validator(self.schemas.get(key) or SUBSETS[key])
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
         if errors:
             lines = [f"  at /{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:10]]
@@ -282,6 +282,79 @@ def validate_httproute(doc: dict, crds: "CRDSchemas | None" = None) -> str:
                     "ReplacePrefixMatch needs PathPrefix matches")
                 assert "replacePrefixMatch" in f["urlRewrite"]["path"], "ReplacePrefixMatch without a value"
     return "structure"
+
+
+# Strimzi's KafkaUser CRD is not among the shared schemas either, and no registry here serves
+# it (Maven Central's io.strimzi:api jar holds no CRD files, npm only compiled validators, the
+# Go proxy refuses the repository). A KafkaUser is checked against this structural subset of
+# kafka.strimzi.io/v1 KafkaUser as Strimzi 1.2.0 defines it (every field of its spec, their
+# types, enums and required ones; anything else refused), and tests/k8s serves the same subset
+# as the CRD (kafkauser_crd). What the ACLs allow is proven on a real broker instead
+# (tests/common/test_kafka_security.py). Where the shared folder holds the CRD, it is used.
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_ACL_OPERATIONS = ["Read", "Write", "Create", "Delete", "Alter", "Describe", "ClusterAction", "AlterConfigs",
+                   "DescribeConfigs", "IdempotentWrite", "All"]
+KAFKAUSER_SPEC = _strict(
+    {
+        "authentication": _strict(
+            {"type": {"type": "string", "enum": ["tls", "tls-external", "scram-sha-512"]},
+             "password": _strict({"valueFrom": _strict({"secretKeyRef": _strict(
+                 {"key": _STR, "name": _STR, "optional": {"type": "boolean"}})})}, ("valueFrom",)),
+             "renewalDays": _INT, "validityDays": _INT},
+            ("type",)),
+        "authorization": _strict(
+            {"type": {"type": "string", "enum": ["simple"]},
+             "acls": {"type": "array", "items": _strict(
+                 {"type": {"type": "string", "enum": ["allow", "deny"]},
+                  "resource": _strict({"type": {"type": "string", "enum": ["topic", "group", "cluster", "transactionalId"]},
+                                       "name": _STR, "patternType": {"type": "string", "enum": ["literal", "prefix"]}},
+                                      ("type",)),
+                  "host": _STR,
+                  "operations": {"type": "array", "items": {"type": "string", "enum": _ACL_OPERATIONS}}},
+                 ("resource", "operations"))}},
+            ("acls", "type")),
+        "quotas": _strict({"producerByteRate": _INT, "consumerByteRate": _INT, "requestPercentage": _INT,
+                           "controllerMutationRate": {"type": "number"}}),
+        "template": _strict({"secret": _strict({"metadata": _strict(
+            {"labels": {"type": "object", "additionalProperties": _STR},
+             "annotations": {"type": "object", "additionalProperties": _STR}})})}),
+    }
+)
+KAFKAUSER_STRUCTURE = _strict(
+    {"apiVersion": {"const": "kafka.strimzi.io/v1"}, "kind": {"const": "KafkaUser"},
+     "metadata": {"type": "object", "required": ["name"]}, "spec": KAFKAUSER_SPEC},
+    ("apiVersion", "kind", "metadata", "spec"),
+)
+# (apiVersion, kind) -> the subset used where the shared folder has no CRD
+SUBSETS = {("kafka.strimzi.io/v1", "KafkaUser"): KAFKAUSER_STRUCTURE}
+
+
+def _crd_schema(schema: Any) -> Any:
+    """A subset above as a CRD's structural schema: the API server refuses `additionalProperties:
+    false` beside `properties` (it prunes unknown fields instead) and `required: []`."""
+    if isinstance(schema, dict):
+        out = {k: _crd_schema(v) for k, v in schema.items()
+               if not (k == "additionalProperties" and v is False) and not (k == "required" and not v)}
+        return out
+    return [_crd_schema(v) for v in schema] if isinstance(schema, list) else schema
+
+
+def kafkauser_crd() -> dict:
+    """A KafkaUser CustomResourceDefinition serving the subset above (for tests/k8s)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "kafkausers.kafka.strimzi.io"},
+        "spec": {"group": "kafka.strimzi.io", "scope": "Namespaced",
+                 "names": {"kind": "KafkaUser", "listKind": "KafkaUserList", "plural": "kafkausers",
+                           "singular": "kafkauser", "shortNames": ["ku"], "categories": ["strimzi"]},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {
+                                   "type": "object",
+                                   "properties": {"spec": _crd_schema(KAFKAUSER_SPEC),
+                                                  "status": {"type": "object",
+                                                             "x-kubernetes-preserve-unknown-fields": True}}}}}]},
+    }
 
 
 def strict_openapi(schema: Any) -> Any:

@@ -78,6 +78,20 @@ def test_crd_check_catches_a_misspelt_field(render, crd_schemas):
         crd_schemas.validate(broken)
 
 
+def test_kafkauser_check_catches_mistakes(render, crd_schemas):
+    """KafkaUsers are checked against chartlib's subset of Strimzi's CRD (not in the shared
+    folder): a misspelt field, an unknown operation or a missing resource type is refused."""
+    user = chartlib.kind_of(render("defaults"), "KafkaUser")[0]
+    crd_schemas.validate(user)
+    acl = user["spec"]["authorization"]["acls"][0]
+    for broken_acl, what in [({**acl, "operation": ["Read"]}, "operation"),
+                             ({**acl, "operations": ["Reads"]}, "Reads"),
+                             ({**acl, "resource": {"name": "trades"}}, "type")]:
+        broken = {**user, "spec": {**user["spec"], "authorization": {"type": "simple", "acls": [broken_acl]}}}
+        with pytest.raises(AssertionError, match=what):
+            crd_schemas.validate(broken)
+
+
 def test_httproute_check_catches_mistakes(render, crd_schemas):
     route = chartlib.kind_of(render("ingress"), "HTTPRoute")[0]
     assert chartlib.validate_httproute(route, crd_schemas) in ("crd", "structure")

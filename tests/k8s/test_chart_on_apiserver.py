@@ -76,7 +76,8 @@ def test_crds_are_served(kube):
     # a custom resource of each CRD group is listable: the chart's Kafka, topics and monitors
     # are validated against these schemas by the API server itself
     for path in ("/apis/kafka.strimzi.io/v1/kafkas", "/apis/kafka.strimzi.io/v1/kafkanodepools",
-                 "/apis/kafka.strimzi.io/v1/kafkatopics", "/apis/monitoring.coreos.com/v1/servicemonitors",
+                 "/apis/kafka.strimzi.io/v1/kafkatopics", "/apis/kafka.strimzi.io/v1/kafkausers",
+                 "/apis/monitoring.coreos.com/v1/servicemonitors",
                  "/apis/monitoring.coreos.com/v1/podmonitors", "/apis/monitoring.coreos.com/v1/prometheusrules"):
         assert kube.get(path)["items"] == []
 
