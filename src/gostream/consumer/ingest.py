@@ -2,9 +2,14 @@
 
 Offsets are committed only after QuestDB acknowledged every row read before them, and
 after the dead-letter producer acknowledged every bad record. If a flush fails, the
-partitions are rewound to the first uncommitted offset and the rows dropped: they will
+partitions are rewound to the first unflushed offset and the rows dropped: they will
 be read again, and QuestDB's DEDUP makes the second write of any row that did land a
 no-op. Memory stays bounded by one batch.
+
+A flush makes rows visible; a commit only bounds what a restart reads again. So the offsets
+of flushed batches are committed at most every COMMIT_INTERVAL_S, when the topic goes quiet,
+before partitions are handed over and at shutdown, not after every 10 ms batch: a restart
+re-reads at most that much, which DEDUP absorbs.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import threading
 import time
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from gostream.common.health import kafka_connected
 from gostream.common.trade import RecordError, decode
@@ -27,6 +32,8 @@ IDLE_POLL_S = 0.2
 # A batch that is neither full nor caught up (e.g. a backlog of dead letters, which add no
 # rows) is still written this often.
 MAX_BATCH_AGE_S = 1.0
+# Flushed offsets are committed at least this often while records keep coming.
+COMMIT_INTERVAL_S = 1.0
 
 
 class DeadLetterError(RuntimeError):
@@ -166,8 +173,13 @@ class Ingest(ConsumerRebalanceListener):
         self.sink = sink
         self.dead_letters = dead_letters
         self.stopping = stopping
-        # First offset read since the last commit, per partition: where to rewind to.
-        self._uncommitted: dict[TopicPartition, int] = {}
+        # First offset read since the last flush, per partition: where to rewind to.
+        self._unflushed: dict[TopicPartition, int] = {}
+        # Next offset to read, per partition: what a flush makes safe to commit ...
+        self._read_upto: dict[TopicPartition, int] = {}
+        # ... and what was flushed and not committed yet.
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._committed_at = time.monotonic()
         self._batch_started = 0.0
         self._drained = True  # the last poll returned less than it could: the topic is read up
         self._failing_since = 0.0
@@ -187,7 +199,9 @@ class Ingest(ConsumerRebalanceListener):
     def run(self) -> None:
         delay = 1.0
         while not self.stopping.is_set():
-            self._poll_once()
+            read = self._poll_once()
+            if not read or time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
+                self.commit(wait=False)
             if self._due():
                 if self.checkpoint(wait_for_commit=False):
                     delay = 1.0
@@ -208,23 +222,26 @@ class Ingest(ConsumerRebalanceListener):
             raise Stalled(f"records waiting in {sorted(map(str, self.consumer.assignment()))}, "
                           f"none read for {self._stalled_s:.0f} s")
 
-    def _poll_once(self) -> None:
+    def _poll_once(self) -> int:
+        """Poll once and buffer what came; the number of records read."""
         # With a batch open, wait only as long as it may still wait; idle, a poll returns
         # as soon as a record arrives anyway, and the timeout only paces the stop check.
         wait_s = IDLE_POLL_S
-        if self._uncommitted:
+        if self._unflushed:
             wait_s = max(0.0, self._batch_started + self.settings.flush_interval_s - time.monotonic())
         batch = self.consumer.poll(timeout_ms=int(wait_s * 1000), max_records=self.settings.batch_max_records)
         # A full poll means more is waiting: keep filling the batch rather than write a
         # backlog in small transactions (P1: 0.6x the bare loop when flushed on time alone).
-        self._drained = sum(len(records) for records in batch.values()) < self.settings.batch_max_records
+        read = sum(len(records) for records in batch.values())
+        self._drained = read < self.settings.batch_max_records
         metrics.update_lag(self.consumer)
         for partition, records in batch.items():
             if not records:
                 continue
-            if not self._uncommitted:
+            if not self._unflushed:
                 self._batch_started = time.monotonic()
-            self._uncommitted.setdefault(partition, records[0].offset)
+            self._unflushed.setdefault(partition, records[0].offset)
+            self._read_upto[partition] = records[-1].offset + 1
             metrics.RECORDS_CONSUMED.inc(len(records))
             for record in records:
                 try:
@@ -234,21 +251,21 @@ class Ingest(ConsumerRebalanceListener):
                     continue
                 for trade in trades:
                     self.sink.add(trade)
+        return read
 
     def _due(self) -> bool:
-        if not self._uncommitted:
+        if not self._unflushed:
             return False
         full = self.sink.rows >= self.settings.batch_max_records
         age = time.monotonic() - self._batch_started
         return full or (self._drained and age >= self.settings.flush_interval_s) or age >= MAX_BATCH_AGE_S
 
     def checkpoint(self, wait_for_commit: bool) -> bool:
-        """Flush QuestDB and the DLQ, then commit. False (and rewound) on failure.
-
-        While running, the commit is sent without waiting for its answer (a round trip per
-        batch saved; a commit that fails is covered by the next one, and after a crash the
-        rows read again are absorbed by DEDUP). At shutdown it is waited for."""
-        if not self._uncommitted:
+        """Flush QuestDB and the DLQ; False (and rewound) on failure. With
+        ``wait_for_commit`` (shutdown, tests), then commit and wait for the answer."""
+        if not self._unflushed:
+            if wait_for_commit:
+                self.commit(wait=True)
             return True
         try:
             self.sink.flush()
@@ -263,25 +280,40 @@ class Ingest(ConsumerRebalanceListener):
             return False
         self._failing_since = 0.0
         metrics.HEALTHY.set(1)
+        self._to_commit.update({tp: self._read_upto[tp] for tp in self._unflushed})
+        self._unflushed.clear()
+        if wait_for_commit:
+            self.commit(wait=True)
+        return True
+
+    def commit(self, wait: bool) -> None:
+        """Commit the offsets of what was flushed. Without ``wait`` the answer is not
+        waited for (a commit that fails is covered by the next one)."""
+        self._committed_at = time.monotonic()
+        if not self._to_commit:
+            return
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._to_commit.items()
+                   if tp in self.consumer.assignment()}
+        self._to_commit.clear()
+        if not offsets:
+            return
         try:
-            if wait_for_commit:
-                self.consumer.commit()
+            if wait:
+                self.consumer.commit(offsets)
             else:
-                self.consumer.commit_async(callback=_count_commit_errors)
+                self.consumer.commit_async(offsets, callback=_count_commit_errors)
         except Exception as exc:
             # The rows are in QuestDB; re-reading them after a restart is harmless (DEDUP).
             metrics.COMMIT_ERRORS.inc()
             log.warning("offset commit failed", extra={"error": str(exc)})
-        self._uncommitted.clear()
-        return True
 
     def _rewind(self) -> None:
         self.sink.discard()
         self.dead_letters.discard()
-        for partition, offset in self._uncommitted.items():
+        for partition, offset in self._unflushed.items():
             if partition in self.consumer.assignment():
                 self.consumer.seek(partition, offset)
-        self._uncommitted.clear()
+        self._unflushed.clear()
 
     # ConsumerRebalanceListener: hand partitions over with their work flushed. kafka-python 3
     # calls this on its network thread, where a blocking commit is refused: the commit is
@@ -294,6 +326,7 @@ class Ingest(ConsumerRebalanceListener):
             log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked)})
         if not self.checkpoint(wait_for_commit=False):
             log.warning("partitions revoked with an unflushed batch; the next owner re-reads it")
+        self.commit(wait=False)
 
     def on_partitions_assigned(self, assigned) -> None:
         metrics.ASSIGNED.set(len(self.consumer.assignment()))
