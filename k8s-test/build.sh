@@ -90,18 +90,17 @@ else
       -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
       -o "$tmp/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
   (cd "$here/pause" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$tmp/pause" .)
-  # Refuse binaries that do not report the pinned versions.
-  "$tmp/kube-apiserver" --version | grep -qx "Kubernetes $KUBE_VERSION" \
-    || { echo "k8s-tools: kube-apiserver reports '$("$tmp/kube-apiserver" --version)', expected $KUBE_VERSION" >&2; exit 1; }
-  "$tmp/kube-controller-manager" --version | grep -qx "Kubernetes $KUBE_VERSION" \
-    || { echo "k8s-tools: kube-controller-manager does not report $KUBE_VERSION" >&2; exit 1; }
-  "$tmp/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}" \
-    || { echo "k8s-tools: etcd does not report ${ETCD_VERSION#v}" >&2; exit 1; }
-  for b in kubelet kube-scheduler kube-proxy; do
-    "$tmp/$b" --version | grep -qx "Kubernetes $KUBE_VERSION" \
-      || { echo "k8s-tools: $b does not report $KUBE_VERSION" >&2; exit 1; }
+  # Refuse binaries that do not report the pinned versions. Each output is captured first:
+  # `binary | grep -q` fails under pipefail whenever grep exits before the binary has written
+  # its last line (SIGPIPE; etcd's four lines lost that race on a loaded machine).
+  for b in kube-apiserver kube-controller-manager kubelet kube-scheduler kube-proxy; do
+    out="$("$tmp/$b" --version)"
+    grep -qx "Kubernetes $KUBE_VERSION" <<<"$out" \
+      || { echo "k8s-tools: $b reports '$out', expected $KUBE_VERSION" >&2; exit 1; }
   done
-  # (output captured first: grep -q closing the pipe early would fail it under pipefail)
+  out="$("$tmp/etcd" --version)"
+  grep -q "etcd Version: ${ETCD_VERSION#v}" <<<"$out" \
+    || { echo "k8s-tools: etcd reports '$out', expected ${ETCD_VERSION#v}" >&2; exit 1; }
   out="$("$tmp/kubectl" version --client)"
   grep -qx "Client Version: $KUBE_VERSION" <<<"$out" \
     || { echo "k8s-tools: kubectl reports '$out', expected $KUBE_VERSION" >&2; exit 1; }
