@@ -34,6 +34,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -281,6 +283,23 @@ def p3_latency(exchange: Exchange, first_id: int, rate: float = 1000, duration_s
     return result
 
 
+def p3_bare(stack: Stack, exchange: Exchange, consumer, duration_s: float) -> dict:
+    """P3's floor in the same run: our consumer stopped, bench/bare_sink.py --latency reading
+    the same topic from its end into the same table, the same firehose and poller."""
+    stack.stop(consumer)
+    bare = subprocess.Popen([sys.executable, "-m", "bench.bare_sink", "--latency",
+                             "--bootstrap", f"127.0.0.1:{PORTS.kafka}", "--topic", consumer.spec.env["KAFKA_TOPIC"],
+                             "--questdb", f"127.0.0.1:{PORTS.questdb_http}", "--table", "trades", "--n", "0"],
+                            cwd=c.ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        if "ready" not in (bare.stdout.readline() or ""):
+            raise RuntimeError(f"the bare loop did not start (exit {bare.poll()})")
+        return p3_latency(exchange, 3_000_000, 1000, duration_s)
+    finally:
+        bare.terminate()
+        bare.wait(30)
+
+
 def p2_steps(exchange: Exchange, procs: dict, java: dict, rates: list[int], duration_s: float, stamp: str,
              per_push: int = 1, drain_ok_s: float = 5.0, drain_max_s: float = 60.0) -> dict:
     steps = []
@@ -372,6 +391,12 @@ def run(stack: Stack, stamp: str, rates: list[int], duration_s: float, per_push:
     stages = ", ".join(f"{name} {staged[name + '_ms'].get('p50')}/{staged[name + '_ms'].get('p99')}"
                        for name in ("exchange_to_producer", "producer_to_kafka", "kafka_to_visible"))
     print(f"P3 with the tap: {staged['latency_ms']} (p50/p99 ms: {stages})", flush=True)
+
+    print("P3: again with a bare kafka-python -> QuestDB loop in the consumer's place ...", flush=True)
+    result["p3_bare"] = p3_bare(stack, exchange, consumer, p3_duration_s)
+    print(f"P3 bare loop: {result['p3_bare']['latency_ms']}", flush=True)
+    consumer = procs["consumer"] = stack.service("consumer", consumer.spec.env["KAFKA_TOPIC"],
+                                                 consumer.spec.env["KAFKA_GROUP_ID"])
 
     if rates:
         result["p2"] = p2_steps(exchange, procs, java, rates, duration_s, stamp, per_push)
