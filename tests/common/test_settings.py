@@ -104,7 +104,8 @@ def test_kafka_client_config_per_protocol(tmp_path):
     assert sasl_plain["sasl_mechanism"] == "SCRAM-SHA-256" and "ssl_check_hostname" not in sasl_plain
 
 
-def test_the_kafka_password_stays_out_of_the_settings_repr():
+def test_the_passwords_stay_out_of_the_settings_repr():
     settings = load(ConsumerSettings, {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u",
-                                       "KAFKA_SASL_PASSWORD": "hunter2-secret"})
+                                       "KAFKA_SASL_PASSWORD": "hunter2-secret", "QUESTDB_PASSWORD": "quest-secret"})
     assert "hunter2-secret" not in repr(settings) and "u" == settings.kafka_sasl_username
+    assert "quest-secret" not in repr(settings) and settings.questdb_password == "quest-secret"

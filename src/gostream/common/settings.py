@@ -145,7 +145,8 @@ class QuestDBSettings:
     questdb_http_port: int = 9000
     questdb_pg_port: int = 8812
     questdb_user: str = "admin"
-    questdb_password: str = "quest"
+    # Never in a repr (like KAFKA_SASL_PASSWORD).
+    questdb_password: str = dataclasses.field(default="quest", repr=False)
     # Send QUESTDB_USER/QUESTDB_PASSWORD on the HTTP port too (/exec and ILP over HTTP), for a
     # QuestDB with http.user/http.password set (the chart's questdb.auth.httpBasicAuth).
     questdb_http_auth: bool = False
