@@ -68,7 +68,8 @@ def apply_crds(kube: cluster.Kube) -> list[str]:
     def established() -> bool:
         for name in names:
             crd = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            conditions = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions", [])}
+            # (a CRD just created may answer "conditions": null)
+            conditions = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
             if conditions.get("Established") != "True":
                 return False
         return True

@@ -15,7 +15,8 @@ Addresses and ports (fixed, one node per machine; the test ranges of the other s
   pods 10.244.0.0/24 on bridge gostream0 (gateway 10.244.0.1, where CoreDNS answers on 53
   and the test's Kafka and simulated exchange listen), Services 10.96.0.0/16,
   API server 127.0.0.1:7443 (etcd 7379/7380), kubelet 127.0.0.1:7250,
-  kube-proxy health/metrics 127.0.0.1:7256/7249, kube-router health 7244.
+  kube-proxy health/metrics 127.0.0.1:7256/7249, kube-router health 7244, the test's
+  Prometheus 127.0.0.1:7290.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.k8s import cluster
+from tests.k8s import cluster, prometheus
 
 NODE_NAME = "localhost"  # kubelet refuses a loopback node IP; the API server reaches it by this name
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -53,7 +54,7 @@ CNI_PLUGINS = ("bridge", "host-local", "loopback")
 # The host tools the node needs and the Debian package of each (mk/k8s.mk installs them).
 HOST_TOOLS = {"containerd": "containerd", "ctr": "containerd", "runc": "runc", "ipset": "ipset",
               "iptables": "iptables", "ip": "iproute2", "podman": "podman", "mount": "mount"}
-NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "coredns", "kube-router", "pause")
+NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "coredns", "kube-router", "pause", "prometheus")
 STATE_FILE = cluster.REPO / ".cache" / "k8s" / "node.json"
 
 # The controllers a running node needs besides cluster.py's: node CIDRs, EndpointSlices for
@@ -128,6 +129,8 @@ def plane(workdir: Path, logdir: Path) -> cluster.ControlPlane:
             "kube-proxy": ("/CN=system:kube-proxy", "clientAuth", None),
             # CoreDNS and kube-router read the whole cluster's Services, Pods and policies
             "node-addons": ("/O=system:masters/CN=gostream-node-addons", "clientAuth", None),
+            # the test's Prometheus: only what RBAC grants it (tests/k8s/prometheus.py)
+            prometheus.USER: (f"/CN={prometheus.USER}", "clientAuth", None),
         },
     )
 
@@ -222,6 +225,12 @@ class Node:
                          lambda: _resolve(GATEWAY, f"kubernetes.default.svc.{DNS_DOMAIN}") == "10.96.0.1",
                          60, 0.5, alive=self._check_alive)
         return self
+
+    def run_on_host(self, name: str, argv: list[str]) -> cluster.Component:
+        """Start another host process of the node (stopped with it, and by the next session's
+        stop_stale() if this one is killed)."""
+        self._start(name, argv)
+        return self.components[-1]
 
     def _start(self, name: str, argv: list[str]) -> None:
         component = cluster.Component(name, argv, self.logdir / f"{name}.log").start()

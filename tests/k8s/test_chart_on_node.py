@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -27,8 +28,8 @@ from kafka.admin import NewTopic
 from stack import components as c
 from stack.process import Process
 from tests.conftest import TEST_PORTS, unique
-from tests.k8s import checks, cluster, node
-from tests.k8s.conftest import Helm
+from tests.k8s import checks, cluster, node, prometheus
+from tests.k8s.conftest import Helm, apply_crds
 from tests.frontend.test_browser import ARGS as CHROMIUM_ARGS
 from tests.frontend.test_browser import CHROMIUM, DRAWN
 from tests.okxsim import OkxExchange, generate
@@ -133,6 +134,7 @@ def node_cluster(tmp_path_factory):
         exchange = OkxExchange(host=node.GATEWAY, port=EXCHANGE_PORT).__enter__()
 
         kube = plane.kube
+        apply_crds(kube)  # the chart's ServiceMonitors, which the test's Prometheus reads back
         checks.restricted_namespace(kube, NAMESPACE)
         _questdb_volume(kube, workdir / "questdb-pv")
         helm = Helm(cluster.helm_binary(), plane.kubeconfig, workdir / "helm-home")
@@ -158,6 +160,28 @@ def node_cluster(tmp_path_factory):
         (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=2))
 
 
+@pytest.fixture(scope="module")
+def scraper(node_cluster, tmp_path_factory):
+    """The test's Prometheus on the node's host, configured from the release's ServiceMonitors
+    (as read back from the API server) and its pods' scrape annotations."""
+    kube, the_node = node_cluster["kube"], node_cluster["node"]
+    assert node_cluster["install"].returncode == 0, "the release is not installed"
+    kube.create("/apis/rbac.authorization.k8s.io/v1/clusterroles", prometheus.CLUSTER_ROLE)
+    kube.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", prometheus.CLUSTER_ROLE_BINDING)
+    monitors = kube.items(f"/apis/monitoring.coreos.com/v1/namespaces/{NAMESPACE}/servicemonitors")
+    workdir = tmp_path_factory.mktemp("prometheus")
+    config = prometheus.config(monitors, [NAMESPACE], node_cluster["plane"].certs, node.PLANE_PORTS.apiserver)
+    config_file = prometheus.write_config(workdir / "prometheus.yml", config)
+    shutil.copy2(config_file, ARTIFACTS / "prometheus.yml")
+    process = the_node.run_on_host("prometheus", prometheus.argv(config_file, workdir / "data"))
+    try:
+        cluster.wait_for("Prometheus ready", prometheus.ready, 60, 0.5, alive=process.check_alive)
+        yield {"monitors": monitors, "jobs": [job["job_name"] for job in config["scrape_configs"]],
+               "process": process}
+    finally:
+        process.stop()
+
+
 def _rss_mb(pids) -> float:
     total = 0
     for pid in pids:
@@ -178,7 +202,8 @@ def _memory_mb(plane: cluster.ControlPlane, the_node: node.Node) -> dict[str, fl
 
 def _values(workdir: Path, bootstrap: str, exchange: OkxExchange) -> Path:
     """What this node needs on top of ci/external-kafka-values.yaml: the images of this run,
-    never pulled; the test's Kafka and exchange on the gateway; a small QuestDB."""
+    never pulled; the test's Kafka and exchange on the gateway; a small QuestDB; the
+    ServiceMonitors the test's Prometheus is configured from."""
     image = {"tag": TAG}
     values = {
         "global": {"imageRegistry": "localhost", "imagePullPolicy": "Never"},
@@ -191,6 +216,7 @@ def _values(workdir: Path, bootstrap: str, exchange: OkxExchange) -> Path:
         "okx": {"wsUrl": exchange.ws_url(), "restUrl": exchange.rest_url},
         "networkPolicy": {"exchangeEgressCidrs": [f"{node.GATEWAY}/32"]},
         "config": {"symbols": [SYMBOL], "historyWindow": "0"},
+        "metrics": {"serviceMonitor": {"enabled": True}},
     }
     path = workdir / "node-values.yaml"
     path.write_text(json.dumps(values, indent=2))
@@ -320,6 +346,42 @@ def test_every_pod_becomes_ready_through_its_probe(node_cluster):
             assert status["restartCount"] == 0, f"{pod['metadata']['name']} restarted: {_pod_summary(kube)}"
 
 
+def _scraped_pods(kube) -> dict[str, str]:
+    """The pods a Prometheus should scrape: every running pod of the release's workloads
+    (name -> component); the `helm test` pod and pods on their way out are not among them."""
+    return {p["metadata"]["name"]: p["metadata"]["labels"].get("app.kubernetes.io/component") for p in _pods(kube)
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+            and p["metadata"]["labels"].get("app.kubernetes.io/component") != "test"}
+
+
+def test_prometheus_discovers_every_pod_through_the_api_server_and_scrapes_it(node_cluster, scraper):
+    """A Prometheus discovering through the API server, with the chart's ServiceMonitors
+    translated as prometheus-operator translates them and the community chart's job for the
+    prometheus.io annotations, finds every pod of the release once per way, and each scrape
+    succeeds: no component missing, none scraped twice, all up."""
+    kube = node_cluster["kube"]
+    assert sorted(m["metadata"]["name"] for m in scraper["monitors"]) == [RELEASE, f"{RELEASE}-questdb"]
+    monitor_jobs = [job for job in scraper["jobs"] if job.startswith("serviceMonitor/")]
+    state: dict = {}
+
+    def all_scraped():
+        state["expected"] = expected = _scraped_pods(kube)
+        state["targets"] = targets = prometheus.active_targets()
+        by_monitors = sorted((t["pod"], t["component"]) for t in targets if t["pool"] in monitor_jobs)
+        by_annotations = sorted(t["pod"] for t in targets if t["pool"] == prometheus.ANNOTATIONS_JOB)
+        return (sorted(expected.values()) == ["api", "consumer", "frontend", "producer", "questdb"]
+                and by_monitors == sorted(expected.items())
+                and by_annotations == sorted(expected)
+                and all(t["health"] == "up" for t in targets))
+
+    try:
+        cluster.wait_for("every pod of the release a target of the monitors' jobs and of the annotations job, all up",
+                         all_scraped, 180, 2, alive=scraper["process"].check_alive,
+                         detail=lambda: json.dumps(state, indent=1))
+    finally:
+        (ARTIFACTS / "prometheus-targets.json").write_text(json.dumps(state, indent=1))
+
+
 def test_a_trade_flows_from_the_exchange_to_candles_through_port_forward(node_cluster):
     kube, exchange, kubectl = node_cluster["kube"], node_cluster["exchange"], node_cluster["kubectl"]
     cluster.wait_for(f"the producer pod subscribed to {SYMBOL}", lambda: exchange.subscribed(SYMBOL) >= 1, 120, 1,
@@ -374,6 +436,28 @@ def test_network_policies_refuse_pods_outside_the_pipeline(node_cluster):
     assert allowed[f"{api}:3000"] == "open", allowed
     assert allowed[f"{questdb}:9000"] not in ("open", "gaierror"), allowed
     assert allowed[f"{questdb}:8812"] not in ("open", "gaierror"), allowed
+
+
+def test_network_policies_admit_a_prometheus_pod_to_every_metrics_port(node_cluster):
+    """The test's Prometheus scrapes from the host, which kube-router admits as the pods' own
+    node whatever the policies say (the kubelet's probes come from there), so the policies'
+    metrics rule (networkPolicy.metricsFrom) is checked here: a pod labelled as
+    kube-prometheus-stack's and the community chart's Prometheus servers, in a namespace of its
+    own, reaches each pod's annotated metrics port; the same pod without that label reaches
+    only the frontend's, which is the dashboard's port too (open to any source by default:
+    networkPolicy.frontendFrom)."""
+    kube = node_cluster["kube"]
+    scraped = _scraped_pods(kube)
+    ports = {scraped[p["metadata"]["name"]]: f"{p['status']['podIP']}:{p['metadata']['annotations']['prometheus.io/port']}"
+             for p in _pods(kube) if p["metadata"]["name"] in scraped}
+    assert sorted(ports) == ["api", "consumer", "frontend", "producer", "questdb"], ports
+    targets = [(address.split(":")[0], int(address.split(":")[1])) for address in ports.values()]
+    monitoring = unique("monitoring-")
+    checks.restricted_namespace(kube, monitoring)
+    admitted = _connect_probe(kube, monitoring, "prometheus", targets, labels={"app.kubernetes.io/name": "prometheus"})
+    assert set(admitted.values()) == {"open"}, admitted
+    refused = _connect_probe(kube, monitoring, "not-prometheus", targets)
+    assert sorted(c for c, address in ports.items() if refused[address] == "open") == ["frontend"], refused
 
 
 def test_helm_test_passes(node_cluster):
