@@ -14,6 +14,7 @@ from gostream.common.schema import execute
 from gostream.common.trade import encode
 from gostream.consumer import storage
 from gostream.consumer.storage import StorageWatch, table_sizes, volume_bytes
+from tests.common.test_trade_properties import json_values
 from tests.conftest import TEST_PORTS, metric, produce, spare_port, sql, unique, wait_for
 from tests.consumer.test_ingest import trades
 
@@ -94,11 +95,6 @@ def test_a_size_that_is_not_one_is_refused_with_the_reason(text):
         volume_bytes(text)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=20,
-)
 storage_rows = st.lists(st.fixed_dictionaries(
     {"tableName": st.text(max_size=12) | json_values, "rowCount": st.integers() | json_values,
      "diskSize": st.integers() | json_values}), max_size=6)
