@@ -135,6 +135,13 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def pytest_collection_modifyitems(items):
+    """tests/k8s last: `make test` builds their binaries in the background while the rest
+    runs (mk/k8s.mk); a fresh machine's Go build then overlaps the suite."""
+    k8s_tests = Path(__file__).parent / "k8s"
+    items.sort(key=lambda item: item.path.is_relative_to(k8s_tests))  # stable: order kept otherwise
+
+
 # -- QuestDB helpers for assertions -------------------------------------------
 def sql(query: str, port: int = TEST_PORTS.questdb_http) -> list[dict]:
     """Rows of a query over QuestDB's HTTP /exec, as dicts."""

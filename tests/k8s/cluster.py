@@ -71,6 +71,19 @@ class ToolMissing(RuntimeError):
     pass
 
 
+def ensure_binaries() -> None:
+    """Have k8s-test's binaries in BIN_DIR: wait for the build `make test` started in the
+    background (the scripts share one machine lock), copy them from the machine cache, or
+    build them. A GOSTREAM_K8S_BIN of one's own is used as it is."""
+    if os.environ.get("GOSTREAM_K8S_BIN"):
+        return
+    for script in ("build.sh", "build-prometheus.sh"):
+        done = subprocess.run([str(REPO / "k8s-test" / script), str(BIN_DIR)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ToolMissing(f"k8s-test/{script} failed (`make k8s-tools`; the background build's log is "
+                              f".cache/k8s/build.log):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
 def binary(name: str) -> Path:
     path = BIN_DIR / name
     if not os.access(path, os.X_OK):

@@ -25,6 +25,7 @@ CRD_ROOT = Path(os.environ.get("GOSTREAM_CRD_SCHEMAS") or cluster.REPO.parent / 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory) -> cluster.ControlPlane:
     try:
+        cluster.ensure_binaries()
         cluster.helm_binary()
         plane = cluster.ControlPlane(workdir=tmp_path_factory.mktemp("k8s"), logdir=ARTIFACTS)
         plane.start()
