@@ -62,7 +62,9 @@ logs: ## tail the logs (C=<component>, F=1 to follow)
 
 -include mk/*.mk
 
-test: deps venv jars $(TEST_PREREQS) ## run the whole test suite
+# $(TEST_BACKGROUND) right after the system packages: long builds started there overlap
+# everything after them (mk/k8s.mk).
+test: deps $(TEST_BACKGROUND) venv jars $(TEST_PREREQS) ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 CHAOS_DURATION ?= 600

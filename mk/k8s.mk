@@ -24,7 +24,8 @@ K8S_NODE_APT_PACKAGES := containerd containernetworking-plugins ipset iptables i
 # run last and wait for it (build.sh's machine lock), so on a fresh machine its ~25 CPU-minutes
 # of Go overlap the rest of the suite instead of preceding it. A warm machine copies in a second.
 K8S_BUILD_LOG := $(CURDIR)/.cache/k8s/build.log
-TEST_PREREQS += k8s-node-deps k8s-tools-background
+TEST_BACKGROUND += k8s-tools-background
+TEST_PREREQS += k8s-node-deps
 
 k8s-tools:
 	$(call apt-ensure,openssl,)
