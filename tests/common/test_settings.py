@@ -58,9 +58,12 @@ def test_producer_refuses_unusable_settings(env, match):
         load(ProducerSettings, env)
 
 
-def test_consumer_refuses_unusable_settings():
-    with pytest.raises(SettingsError, match="BATCH_MAX_RECORDS"):
-        load(ConsumerSettings, {"BATCH_MAX_RECORDS": "-5"})
+@pytest.mark.parametrize("variable", ["BATCH_MAX_RECORDS", "KAFKA_FETCH_MIN_BYTES"])
+def test_consumer_refuses_unusable_settings(variable):
+    with pytest.raises(SettingsError, match=variable):
+        load(ConsumerSettings, {variable: "-5"})
+    with pytest.raises(SettingsError, match=variable):
+        load(ConsumerSettings, {variable: "0"})
 
 
 @pytest.mark.parametrize("env, match", [({"TRADES_TTL": "36h"}, "TRADES_TTL.*whole days"),

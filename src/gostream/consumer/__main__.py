@@ -120,6 +120,7 @@ def main() -> int:
             # A partition added later is picked up within this time.
             metadata_max_age_ms=30_000,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            fetch_min_bytes=settings.kafka_fetch_min_bytes,
         ),
         stopping, starting,
     )

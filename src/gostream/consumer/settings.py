@@ -19,6 +19,14 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     # fetch, holding only quiet partitions, then waits this long (BENCHMARKS.md, P3): 500,
     # the client's default, put 1-2 % of trades half a second late.
     kafka_fetch_max_wait_ms: int = 50
+    # ... and how much it waits for before answering early. At 1 byte every record the
+    # producer sends is a fetch of its own (hundreds a second, each a round trip through
+    # kafka-python's network thread and, for the few rows it brings, a QuestDB
+    # transaction); 64 KiB makes a fetch every fetch_max_wait_ms or ~600 trades, whichever
+    # is first: 2.2x less consumer CPU per trade at 10,000/s and fewer, larger QuestDB
+    # transactions, for at most fetch_max_wait_ms more before a trade is visible
+    # (BENCHMARKS.md, CPU per trade). 1 answers at once.
+    kafka_fetch_min_bytes: int = 65536
     # A consumer holding partitions with records waiting that reads none for this long
     # exits (and is restarted): see ingest.StallWatch.
     stall_timeout_s: float = 60.0
@@ -59,4 +67,4 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
             volume_bytes(self.questdb_volume_size)
         except ValueError as exc:
             raise SettingsError(f"QUESTDB_VOLUME_SIZE: {exc}") from None
-        require_positive(self, "kafka_session_timeout_ms", "kafka_fetch_max_wait_ms", "stall_timeout_s", "batch_max_records", "flush_interval_s", "retry_max_delay_s", "shutdown_timeout_s", "questdb_storage_poll_s")
+        require_positive(self, "kafka_session_timeout_ms", "kafka_fetch_max_wait_ms", "kafka_fetch_min_bytes", "stall_timeout_s", "batch_max_records", "flush_interval_s", "retry_max_delay_s", "shutdown_timeout_s", "questdb_storage_poll_s")
