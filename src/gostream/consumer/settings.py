@@ -34,8 +34,8 @@ class ConsumerSettings(KafkaSettings, QuestDBSettings):
     log_level: str = "INFO"
     # A batch is flushed to QuestDB (one transaction) and committed to Kafka when it
     # holds this many trades (a poll reads at most this many records), or when its oldest
-    # record has waited this long. Short, so a trade is visible within milliseconds;
-    # under load a batch fills up first anyway.
+    # record has waited this long. Short, so a flush adds milliseconds to what the fetch
+    # already waited (kafka_fetch_min_bytes); under load a batch fills up first anyway.
     batch_max_records: int = 5000
     flush_interval_s: float = 0.01
     # How long the questdb client itself retries a failed flush before we rewind.
