@@ -155,9 +155,10 @@ def test_no_operator_profile(skaffold, profiles):
 
 
 def test_profiles_are_the_documented_ones(skaffold):
-    assert {p["name"] for p in skaffold["profiles"]} == {"monitoring", "no-operator"}
+    names = {p["name"] for p in skaffold["profiles"]}
+    assert names == {"monitoring", "no-operator", "external-kafka"}
     readme = (REPO / "k8s-dev" / "README.md").read_text()
-    for name in ("monitoring", "no-operator"):
+    for name in names:
         assert f"-p {name}" in readme or f"--profile {name}" in readme
 
 

@@ -71,13 +71,15 @@ class ToolMissing(RuntimeError):
     pass
 
 
-def ensure_binaries() -> None:
-    """Have k8s-test's binaries in BIN_DIR: wait for the build `make test` started in the
-    background (the scripts share one machine lock), copy them from the machine cache, or
-    build them. A GOSTREAM_K8S_BIN of one's own is used as it is."""
+def ensure_binaries(scripts: tuple[str, ...] = ("build.sh", "build-prometheus.sh")) -> None:
+    """Have what k8s-test's ``scripts`` build in BIN_DIR: wait for the build `make test`
+    started in the background (the scripts share one machine lock), copy from the machine
+    cache, or build. A GOSTREAM_K8S_BIN of one's own is used as it is. skaffold, built last
+    in the background, is waited for only by its own test, so the other node tests run
+    while it builds on a fresh machine."""
     if os.environ.get("GOSTREAM_K8S_BIN"):
         return
-    for script in ("build.sh", "build-prometheus.sh"):
+    for script in scripts:
         done = subprocess.run([str(REPO / "k8s-test" / script), str(BIN_DIR)], capture_output=True, text=True)
         if done.returncode != 0:
             raise ToolMissing(f"k8s-test/{script} failed (`make k8s-tools`; the background build's log is "

@@ -200,24 +200,31 @@ def _memory_mb(plane: cluster.ControlPlane, the_node: node.Node) -> dict[str, fl
     return {"infra_rss_mb": _rss_mb(infra), "pods_rss_mb": _rss_mb(pods)}
 
 
-def _values(workdir: Path, bootstrap: str, exchange: OkxExchange) -> Path:
-    """What this node needs on top of ci/external-kafka-values.yaml: the images of this run,
-    never pulled; the test's Kafka and exchange on the gateway; a small QuestDB; the
-    ServiceMonitors the test's Prometheus is configured from."""
-    image = {"tag": TAG}
-    values = {
-        "global": {"imageRegistry": "localhost", "imagePullPolicy": "Never"},
-        **{svc: {"image": image} for svc in SERVICES},
-        "questdb": {"image": {"repository": "gostream-questdb", "tag": TAG, "pullPolicy": "Never"},
+def _node_values(exchange: OkxExchange) -> dict:
+    """What any release on this node needs: images never pulled (QuestDB's built in this
+    run), a small QuestDB, the test's exchange on the gateway."""
+    return {
+        "global": {"imagePullPolicy": "Never"},
+        "questdb": {"image": {"registry": "localhost", "repository": "gostream-questdb", "tag": TAG,
+                              "pullPolicy": "Never"},
                     "jvmArgs": "-Xms128m -Xmx512m",
                     "persistence": {"size": "1Gi"},
                     "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}},
-        "kafka": {"externalBootstrapServers": bootstrap, "externalPorts": [KAFKA_PORTS.kafka]},
         "okx": {"wsUrl": exchange.ws_url(), "restUrl": exchange.rest_url},
         "networkPolicy": {"exchangeEgressCidrs": [f"{node.GATEWAY}/32"]},
         "config": {"symbols": [SYMBOL], "historyWindow": "0"},
-        "metrics": {"serviceMonitor": {"enabled": True}},
     }
+
+
+def _values(workdir: Path, bootstrap: str, exchange: OkxExchange) -> Path:
+    """The helm install's values on top of ci/external-kafka-values.yaml: the node's, the
+    services' images of this run, the test's Kafka on the gateway, the ServiceMonitors the
+    test's Prometheus is configured from."""
+    values = _node_values(exchange)
+    values["global"]["imageRegistry"] = "localhost"
+    values |= {svc: {"image": {"tag": TAG}} for svc in SERVICES}
+    values |= {"kafka": {"externalBootstrapServers": bootstrap, "externalPorts": [KAFKA_PORTS.kafka]},
+               "metrics": {"serviceMonitor": {"enabled": True}}}
     path = workdir / "node-values.yaml"
     path.write_text(json.dumps(values, indent=2))
     return path
@@ -569,3 +576,91 @@ def test_helm_uninstall_leaves_only_the_data_claim(node_cluster):
     # StatefulSet claims are kept (whenDeleted: Retain), as on any cluster
     assert left == [f"/api/v1/persistentvolumeclaims/data-{RELEASE}-questdb-0"], left
     assert checks.cluster_leftovers(kube, RELEASE) == []
+
+
+# --- skaffold.yaml ------------------------------------------------------------------------
+
+SKAFFOLD = cluster.BIN_DIR / "skaffold"
+CLOSED_PROXY = node.CLOSED_REGISTRY  # a closed loopback port
+
+
+def _skaffold(node_cluster, workdir: Path, *args: str, extra_values: Path, log: str,
+              bootstrap: str | None) -> subprocess.CompletedProcess:
+    """The real skaffold on the repository's skaffold.yaml, profile external-kafka, against
+    the node's API server, with GOSTREAM_KAFKA_BOOTSTRAP = ``bootstrap`` (None: unset); no
+    update check, no metrics prompt or upload (a global config of its own), helm from
+    .cache/bin and kubectl (its status check runs `kubectl rollout status`) from the node's
+    binaries. Its output goes to test-artifacts/k8s-node/skaffold-<log>.log."""
+    try:
+        cluster.ensure_binaries(("build-skaffold.sh",))
+    except cluster.ToolMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if not os.access(SKAFFOLD, os.X_OK):
+        pytest.fail(f"{SKAFFOLD} is missing: build it with `make k8s-tools` (k8s-test/build-skaffold.sh)", pytrace=False)
+    global_config = workdir / "skaffold-global.yaml"
+    global_config.write_text(json.dumps({"global": {"collect-metrics": False, "update-check": False,
+                                                    "survey": {"disable-prompt": True}}, "kubeContexts": []}))
+    home = workdir / "home"
+    env = {
+        "PATH": f"{cluster.helm_binary().parent}:{KUBECTL.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "helm-cache"),
+        "HELM_CONFIG_HOME": str(home / "helm-config"),
+        "HELM_DATA_HOME": str(home / "helm-data"),
+        # `skaffold delete` computes the artifacts' inputDigest tags, which asks Docker Hub for
+        # the Dockerfiles' base images (ONBUILD): a closed loopback proxy refuses that on the
+        # machine, without a DNS lookup (the API server, on loopback, is never proxied).
+        "HTTPS_PROXY": CLOSED_PROXY, "HTTP_PROXY": CLOSED_PROXY, "NO_PROXY": "127.0.0.1,localhost",
+        "GOSTREAM_EXTRA_VALUES": str(extra_values),
+    }
+    if bootstrap is not None:
+        env["GOSTREAM_KAFKA_BOOTSTRAP"] = bootstrap
+    argv = [str(SKAFFOLD), *args, "--filename", "skaffold.yaml", "--profile", "external-kafka",
+            "--kubeconfig", str(node_cluster["plane"].kubeconfig), "--config", str(global_config),
+            "--update-check=false", "--interactive=false"]
+    result = subprocess.run(argv, cwd=cluster.REPO, env=env, capture_output=True, text=True, timeout=420)
+    (ARTIFACTS / f"skaffold-{log}.log").write_text(f"$ {' '.join(argv)}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_skaffold_deploys_the_external_kafka_profile_and_deletes_it(node_cluster, tmp_path):
+    """`skaffold deploy -p external-kafka` of the repository's skaffold.yaml with the images
+    of this run, after the helm release above was uninstalled (same release, namespace and
+    QuestDB claim): skaffold's own status check passes, every pod of the release is Ready
+    with those images, on the test's Kafka named by GOSTREAM_KAFKA_BOOTSTRAP and without any
+    Strimzi resource; `skaffold delete` removes it again. Without GOSTREAM_KAFKA_BOOTSTRAP
+    the profile refuses to deploy, saying what to set."""
+    kube = node_cluster["kube"]
+    # (already done by the test above, unless it was deselected)
+    node_cluster["helm"].run("uninstall", RELEASE, "-n", NAMESPACE, "--ignore-not-found", "--wait", "--timeout", "3m")
+    cluster.wait_for("the helm release's pods gone", lambda: not _pods(kube), 120, 1, detail=lambda: _pod_summary(kube))
+    extra_values = tmp_path / "node-values.yaml"
+    extra_values.write_text(json.dumps(_node_values(node_cluster["exchange"]), indent=2))
+    images = [arg for svc in SERVICES for arg in ("--images", f"gostream-{svc}=localhost/gostream-{svc}:{TAG}")]
+
+    unset = _skaffold(node_cluster, tmp_path, "deploy", *images, extra_values=extra_values, log="deploy-unset",
+                      bootstrap=None)
+    assert unset.returncode != 0, unset.stdout[-2000:]
+    assert "set GOSTREAM_KAFKA_BOOTSTRAP to the Kafka bootstrap servers" in unset.stdout + unset.stderr, unset.stderr[-2000:]
+    assert not _pods(kube), _pod_summary(kube)
+
+    deploy = _skaffold(node_cluster, tmp_path, "deploy", *images, "--status-check=true", extra_values=extra_values,
+                       log="deploy", bootstrap=node_cluster["bootstrap"])
+    assert deploy.returncode == 0, f"skaffold deploy failed:\n{deploy.stderr[-4000:]}\npods: {_pod_summary(kube)}"
+    assert "Deployments stabilized" in deploy.stdout + deploy.stderr, deploy.stdout[-4000:]
+    pods = _pods(kube)
+    components = sorted(p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods)
+    assert components == ["api", "consumer", "frontend", "producer", "questdb"], components
+    assert all(_ready(p) for p in pods), _pod_summary(kube)
+    assert {c["image"] for p in pods for c in p["spec"]["containers"]} == set(IMAGES)
+    config = kube.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps/{RELEASE}-producer")["data"]
+    assert config["KAFKA_BOOTSTRAP_SERVERS"] == node_cluster["bootstrap"], config
+    policy = kube.get(f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies/{RELEASE}-producer")
+    assert KAFKA_PORTS.kafka in [p.get("port") for rule in policy["spec"]["egress"] for p in rule.get("ports", [])]
+    assert not [name for name, _ in kube.objects_in_namespace(NAMESPACE) if "strimzi.io" in name]
+
+    delete = _skaffold(node_cluster, tmp_path, "delete", extra_values=extra_values, log="delete",
+                       bootstrap=node_cluster["bootstrap"])
+    assert delete.returncode == 0, f"skaffold delete failed:\n{delete.stderr[-4000:]}"
+    cluster.wait_for("the release's pods gone", lambda: not _pods(kube), 120, 1, detail=lambda: _pod_summary(kube))
+    assert checks.leftovers(kube, NAMESPACE) == [f"/api/v1/persistentvolumeclaims/data-{RELEASE}-questdb-0"]
