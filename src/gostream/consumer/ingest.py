@@ -15,6 +15,7 @@ re-reads at most that much, which DEDUP absorbs.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 
@@ -229,7 +230,8 @@ class Ingest(ConsumerRebalanceListener):
         wait_s = IDLE_POLL_S
         if self._unflushed:
             wait_s = max(0.0, self._batch_started + self.settings.flush_interval_s - time.monotonic())
-        batch = self.consumer.poll(timeout_ms=int(wait_s * 1000), max_records=self.settings.batch_max_records)
+        # Rounded up: truncated, the last millisecond before a flush was spent in polls of 0 ms.
+        batch = self.consumer.poll(timeout_ms=math.ceil(wait_s * 1000), max_records=self.settings.batch_max_records)
         # A full poll means more is waiting: keep filling the batch rather than write a
         # backlog in small transactions (P1: 0.6x the bare loop when flushed on time alone).
         read = sum(len(records) for records in batch.values())
