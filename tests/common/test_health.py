@@ -3,9 +3,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from gostream.common.health import HealthServer, observe_many
+from gostream.common.health import BatchHistogram, HealthServer
 
 PROBE_COUNTER = Counter("gostream_test_probe_total", "A counter only this test increments")
 
@@ -65,18 +65,29 @@ def test_unknown_path_is_404(server):
     assert get(health.port, "/nope")[0] == 404
 
 
-def test_observe_many_counts_like_observe_one_by_one():
-    # Values on a bound, between bounds, below the first and beyond the last (+Inf).
-    values = [0.0, 0.01, 0.0100001, 0.3, 1.0, 2.5, 7.0, 1e9, 0.01, 0.5]
-    buckets = (0.01, 0.5, 1.0, 2.5, 5.0)
-    one_by_one = Histogram("h", "h", buckets=buckets, registry=CollectorRegistry())
-    for value in values:
+def test_a_batch_histogram_exposes_what_observe_one_by_one_does():
+    # Values on a bound, between bounds, below the first and beyond the last (+Inf), in
+    # three batches (one of them empty), against prometheus_client's own Histogram.
+    batches = [[0.0, 0.01, 0.0100001, 0.3], [], [1.0, 2.5, 7.0, 1e9, 0.01, 0.5]]
+    buckets = (0.01, 0.5, 1, 2.5, 5.0)
+    reference, ours = CollectorRegistry(), CollectorRegistry()
+    one_by_one = Histogram("h_seconds", "help", buckets=buckets, registry=reference)
+    for value in (v for batch in batches for v in batch):
         one_by_one.observe(value)
-    many = Histogram("h", "h", buckets=buckets, registry=CollectorRegistry())
-    observe_many(many, values)
+    many = BatchHistogram("h_seconds", "help", buckets=buckets, registry=ours)
+    for batch in batches:
+        many.observe_many(batch)
 
-    def samples(histogram):
-        return [(s.name, s.labels, s.value) for m in histogram.collect() for s in m.samples if not s.name.endswith("_created")]
+    def exposition(registry) -> list[str]:
+        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
 
-    assert samples(many) == samples(one_by_one)
-    assert dict(((s[0], s[1].get("le")), s[2]) for s in samples(many))[("h_bucket", "0.01")] == 3
+    assert exposition(ours) == exposition(reference)
+    assert 'h_seconds_bucket{le="0.01"} 3.0' in exposition(ours)
+    assert 'h_seconds_count 10.0' in exposition(ours)
+
+
+def test_a_batch_histogram_name_is_taken_in_its_registry():
+    registry = CollectorRegistry()
+    BatchHistogram("taken_seconds", "help", buckets=(1,), registry=registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        Histogram("taken_seconds", "help", registry=registry)

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from itertools import accumulate
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram, make_wsgi_app
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 Problems = Callable[[], list[str]]
 HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -24,20 +28,43 @@ HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
 log = logging.getLogger(__name__)
 
 
-def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
-    """``histogram.observe(v)`` for every value, with one lock round per bucket instead of
-    two per value: per-trade observes were ~10 % of the consumer's CPU. Uses the client's
-    bucket internals (tests/common/test_health.py checks the result equals observe())."""
-    bounds = histogram._upper_bounds
-    counts = [0] * len(bounds)
-    total = 0.0
-    for value in values:
-        counts[bisect_left(bounds, value)] += 1  # first bound >= value, as observe() does
-        total += value
-    histogram._sum.inc(total)
-    for bucket, count in zip(histogram._buckets, counts):
-        if count:
-            bucket.inc(count)
+class BatchHistogram:
+    """A Prometheus histogram observed a batch of values at a time (a flush's or a Kafka
+    acknowledgement's trades): the values are counted with one lock per batch, where a
+    ``Histogram.observe()`` per value took two locks each (~10 % of the consumer's CPU),
+    and exposed at scrape time through prometheus_client's collector interface. Its
+    exposition is a ``Histogram``'s without the ``_created`` sample."""
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float],
+                 registry: CollectorRegistry | None = REGISTRY) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = sorted({float(bound) for bound in buckets} | {math.inf})
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        counts = [0] * len(self._bounds)
+        total = 0.0
+        for value in values:
+            counts[bisect_left(self._bounds, value)] += 1  # the first bound >= value, as observe() does
+            total += value
+        with self._lock:
+            self._counts = [mine + new for mine, new in zip(self._counts, counts)]
+            self._sum += total
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        with self._lock:
+            counts, total = self._counts, self._sum
+        cumulative = accumulate(counts)
+        buckets = [(floatToGoString(bound), count) for bound, count in zip(self._bounds, cumulative)]
+        return [HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)]
 
 
 def _json(start_response, status: str, body: dict) -> Iterable[bytes]:

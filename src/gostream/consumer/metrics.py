@@ -4,6 +4,8 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from gostream.common.health import BatchHistogram
+
 RECORDS_CONSUMED = Counter("gostream_consumer_records_consumed_total", "Kafka records read")
 ROWS_WRITTEN = Counter("gostream_consumer_rows_written_total", "Rows QuestDB acknowledged")
 DLQ_RECORDS = Counter("gostream_consumer_dlq_records_total", "Records sent to the dead-letter topic", ["reason"])
@@ -20,7 +22,7 @@ FLUSH_SECONDS = Histogram(
     "QuestDB flush time per batch",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-STORED_LATENCY = Histogram(
+STORED_LATENCY = BatchHistogram(
     "gostream_consumer_exchange_to_stored_seconds",
     "Exchange time of a trade to QuestDB acknowledging it",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),

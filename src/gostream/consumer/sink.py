@@ -10,7 +10,6 @@ import time
 
 from questdb import Sender, TimestampMicros, TimestampNanos
 
-from gostream.common.health import observe_many
 from gostream.common.trade import Trade, inst_type
 from gostream.consumer import metrics
 from gostream.common.schema import TRADES_TABLE
@@ -62,7 +61,7 @@ class QuestDBSink:
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(self.rows)
         metrics.ROWS_WRITTEN.inc(self.rows)
-        observe_many(metrics.STORED_LATENCY, [max(0.0, acked - ts_ms / 1000) for ts_ms in self._exchange_ms])
+        metrics.STORED_LATENCY.observe_many([max(0.0, acked - ts_ms / 1000) for ts_ms in self._exchange_ms])
         self.discard()
 
     def discard(self) -> None:

@@ -2,10 +2,10 @@
 
 import time
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from gostream.common.health import observe_many
+from gostream.common.health import BatchHistogram
 
 TRADES_PUBLISHED = Counter("gostream_producer_trades_published_total", "Trades acknowledged by Kafka")
 TRADES_DROPPED = Counter(
@@ -65,7 +65,7 @@ HISTORY_REMAINING = Gauge(
 AUDIT_PASSES = Counter("gostream_producer_audit_passes_total", "Completed completeness audit passes")
 AUDIT_SECONDS = Gauge("gostream_producer_audit_last_pass_seconds", "Duration of the last completeness audit pass")
 
-PUBLISHED_LATENCY = Histogram(
+PUBLISHED_LATENCY = BatchHistogram(
     "gostream_producer_exchange_to_published_seconds",
     "Exchange time of a trade to Kafka acknowledging it",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
@@ -75,7 +75,7 @@ PUBLISHED_LATENCY = Histogram(
 def observe_published(trades) -> None:
     """Call when Kafka acknowledged ``trades`` (their exchange times are observed)."""
     now = time.time()
-    observe_many(PUBLISHED_LATENCY, [max(0.0, now - t.ts_ms / 1000) for t in trades])
+    PUBLISHED_LATENCY.observe_many([max(0.0, now - t.ts_ms / 1000) for t in trades])
 
 
 class _Received:
