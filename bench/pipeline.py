@@ -27,6 +27,8 @@ trades/s. Each pass gets a pipeline of its own (topic, symbol, fresh producer an
 With GOSTREAM_BENCH_BASELINE=<a source tree's src/> (e.g. an older commit checked out with
 `git worktree add`), the pass also runs the producer and consumer from that tree, before and
 after ours alternately, so a change's before -> after comes from one run on one stack.
+Beside it, at the same rates, the producer's Kafka hand-off alone (bench.publisher_floor):
+the part of the producer's figure that is our Publisher and kafka-python.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from datetime import datetime, timezone
 
 from kafka import KafkaConsumer, TopicPartition
 
+from bench import publisher_floor
 from bench.common import PORTS, Profile, pg_connection, Stack, cpu_seconds, memory_mb, percentiles, scalar, sql
 from gostream.common.trade import decode
 from stack import components as c
@@ -218,8 +221,10 @@ def cpu_per_trade(stack: Stack, exchange: Exchange, rates: tuple[int, ...] = CPU
                    if s["target_rate"] == rate]
             summary.setdefault(label, {})[str(rate)] = {
                 k: round(statistics.median(g[k] for g in got), 1) for k in got[0]}
+    # The producer's Kafka side alone, at the same rates: the floor under its figure.
+    kafka_floor = publisher_floor.run(stack, codes[0][1], rates, duration_s)
     return {"rates": list(rates), "duration_s": duration_s, "baseline": baseline or None, "passes": passes,
-            "us_per_trade": summary}
+            "us_per_trade": summary, "kafka_floor": kafka_floor}
 
 
 def idle_footprint(procs: dict, settle_s: float = 5.0) -> dict:

@@ -224,9 +224,13 @@ def _cpu_row(cpu: dict) -> tuple[str, str, str, str, str]:
     met = None
     if top == "10000":
         met = all(ours[top].get(k, 1e9) <= v for k, v in CPU_TARGET_US.items())
+    floor = cpu.get("kafka_floor", {}).get("steps")
+    floor_note = ("; of the producer's, the Kafka hand-off alone (our Publisher + kafka-python, fed from a "
+                  "plain loop): " + ", ".join(f"{s['rate']:,}/s {s['cpu_us_per_trade']}" for s in floor)
+                  if floor else "")
     return ("CPU per trade", f"make bench ONLY=cpu ({cpu['duration_s']:.0f} s a step)",
             f"µs of CPU per trade, from /proc ({paired}load average {loads[0]}-{loads[-1]}): "
-            + "; ".join(at(rate) for rate in ours),
+            + "; ".join(at(rate) for rate in ours) + floor_note,
             "producer <= 20 µs, consumer <= 10 µs at 10,000/s", _met(met))
 
 
