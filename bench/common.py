@@ -152,19 +152,21 @@ def memory_mb(pid: int | None) -> dict:
     return {"rss": round(kb["Rss:"] / 1024, 1), "pss": round(kb["Pss:"] / 1024, 1)}
 
 
+def stat_cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds from a /proc ``stat`` file (a process's or a thread's);
+    0 when it is gone or unreadable."""
+    try:
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU time of ``pid`` and its children so far."""
     if pid is None:
         return 0.0
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for p in [pid] + _children(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    return sum(stat_cpu_seconds(f"/proc/{p}/stat") for p in [pid] + _children(pid))
 
 
 class Profile:

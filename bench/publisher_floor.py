@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 
-from bench.common import Stack
+from bench.common import Stack, stat_cpu_seconds
 from stack import components as c
 
 TICK_S = 0.001  # trades are offered in a burst per millisecond, as a busy feed delivers them
@@ -32,15 +32,10 @@ def thread_cpu_s() -> dict[str, float]:
     """CPU seconds so far of this process's threads, by part: the feeding loop (the main
     thread, the exchange side's stand-in), our publisher thread, and kafka-python's own."""
     parts = {"feeding loop": 0.0, "publisher": 0.0, "kafka-python": 0.0}
-    tick = os.sysconf("SC_CLK_TCK")
     for thread in threading.enumerate():
-        try:
-            fields = open(f"/proc/self/task/{thread.native_id}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
         part = ("feeding loop" if thread is threading.main_thread()
                 else "publisher" if thread.name == "publisher" else "kafka-python")
-        parts[part] += (int(fields[11]) + int(fields[12])) / tick
+        parts[part] += stat_cpu_seconds(f"/proc/self/task/{thread.native_id}/stat")
     return parts
 
 
