@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,17 +292,28 @@ def questdb(data: Path, ports: Ports) -> Spec:
 
 
 # -- topics -----------------------------------------------------------------
-def ensure_topics(port: int, topics: dict[str, int], **client) -> None:
+def ensure_topics(port: int, topics: dict[str, int], fenced_wait_s: float = 60.0, **client) -> None:
     """Create missing topics (name -> partitions); existing ones are left alone. (``client``:
-    TLS/SASL keyword arguments, KafkaSecurity.client.)"""
+    TLS/SASL keyword arguments, KafkaSecurity.client.)
+
+    A single broker that missed its heartbeats (the JVM stalled on a loaded machine) is
+    fenced by its controller until the next one lands, and refuses new topics meanwhile
+    ("All brokers are currently fenced"): that is retried for up to ``fenced_wait_s``."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
+    from kafka.errors import InvalidReplicationFactorError
 
+    deadline = time.monotonic() + fenced_wait_s
     admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", **client)
     try:
-        missing = set(topics) - set(admin.list_topics())
-        if missing:
-            admin.create_topics([NewTopic(name, topics[name], 1) for name in sorted(missing)])
+        while missing := set(topics) - set(admin.list_topics()):
+            try:
+                admin.create_topics([NewTopic(name, topics[name], 1) for name in sorted(missing)])
+                return
+            except InvalidReplicationFactorError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         admin.close()
 
